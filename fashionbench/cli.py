@@ -1,0 +1,148 @@
+"""The ``fashionbench`` command.
+
+    fashionbench fit|validate|test|predict --config X.yaml [...]   LightningCLI (runner.py)
+    fashionbench score FILE.npz [--k K ...] [--threshold T] [--empty-class exclude|zero]
+    fashionbench data summary DATASET --root DIR [--split S] [--year Y] [--task T]
+    fashionbench synth DATASET --out DIR [--images N] [--seed S]
+    fashionbench leaderboard [--runs DIR] [--out DIR]
+    fashionbench table PAPER [--target T]
+    fashionbench reproduce PAPER [--target table1] [--root DATASET=DIR ...] [--seeds S ...]
+
+Bad input (``InputError``) prints one line on stderr and exits 2, never a traceback.
+Heavy imports happen inside each command, so ``score`` and ``data`` start fast.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from fashionbench.errors import InputError
+
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+def _cmd_score(args: argparse.Namespace) -> None:
+    from fashionbench.scoring import score_file
+
+    result = score_file(args.file, ks=tuple(args.k or (3,)), threshold=args.threshold, empty_class=args.empty_class)
+    print(json.dumps(result))
+
+
+def _cmd_data_summary(args: argparse.Namespace) -> None:
+    from datamodules.summary import summarize
+
+    print(json.dumps(summarize(args.dataset, args.root, split=args.split, year=args.year, task=args.task)))
+
+
+def _cmd_synth(args: argparse.Namespace) -> None:
+    from datamodules.synth import write_synthetic
+
+    kwargs = {} if args.images is None else {"images": args.images}
+    out = write_synthetic(args.dataset, args.out, seed=args.seed, **kwargs)
+    print(f"fashionbench: wrote synthetic {args.dataset} to {out}")
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> None:
+    from fashionbench.leaderboard import write_leaderboard
+
+    for path in write_leaderboard(args.runs, args.out):
+        print(f"fashionbench: wrote {path}")
+
+
+def _cmd_table(args: argparse.Namespace) -> None:
+    from fashionbench.tables import render_target
+
+    print(f"fashionbench: wrote {render_target(args.paper, args.target, runs_dir=args.runs)}")
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> None:
+    from fashionbench.reproduce import parse_roots, reproduce
+
+    reproduce(args.paper, args.target, roots=parse_roots(args.root), seeds=args.seeds, runs_dir=args.runs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fashionbench",
+        description="Multi-label image classification benchmark suite. Training: "
+        "fashionbench fit|validate|test|predict --config CONFIG.yaml (LightningCLI; add --help).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("score", help="score a predictions .npz by specs/metrics.md (JSON on stdout)")
+    p.add_argument("file")
+    p.add_argument("--k", type=int, action="append", help="K for the top-K metrics (repeatable; default 3)")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--empty-class", choices=("exclude", "zero"), default="exclude")
+    p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("data", help="dataset tools")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    s = data_sub.add_parser("summary", help="label counts of a dataset split, read from its annotations (JSON)")
+    s.add_argument("dataset")
+    s.add_argument("--root", required=True)
+    s.add_argument("--split")
+    s.add_argument("--year", type=int)
+    s.add_argument("--task")
+    s.set_defaults(func=_cmd_data_summary)
+
+    p = sub.add_parser("synth", help="write a small synthetic dataset in the real on-disk format")
+    p.add_argument("dataset")
+    p.add_argument("--out", required=True)
+    p.add_argument("--images", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("leaderboard", help="results/leaderboard.{csv,md} from the run records")
+    p.add_argument("--runs", default="results/runs")
+    p.add_argument("--out", default="results")
+    p.set_defaults(func=_cmd_leaderboard)
+
+    p = sub.add_parser("table", help="render a paper's table from benchmarks/<paper>/paper.yaml and the run records")
+    p.add_argument("paper")
+    p.add_argument("--target", default="table1")
+    p.add_argument("--runs", default="results/runs")
+    p.set_defaults(func=_cmd_table)
+
+    p = sub.add_parser("reproduce", help="run a paper's table configs (synthetic smoke data without --root), then render it")
+    p.add_argument("paper")
+    p.add_argument("--target", default="table1")
+    p.add_argument("--root", action="append", default=[], metavar="DATASET=DIR", help="data root per dataset, e.g. voc=/data/voc")
+    p.add_argument("--seeds", type=int, nargs="+")
+    p.add_argument("--runs", default="results/runs")
+    p.set_defaults(func=_cmd_reproduce)
+    return parser
+
+
+def _one_line(err: Exception) -> str:
+    """The user-facing line of an InputError, also when a DataLoader worker re-raised it
+    with the worker's traceback folded into the message."""
+    text = str(err).strip()
+    if "Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = last.split("InputError: ", 1)[-1]
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
+            from fashionbench.runner import run_cli
+
+            run_cli(None if argv == sys.argv[1:] else argv)  # None: LightningCLI reads sys.argv
+            return 0
+        args = build_parser().parse_args(argv)
+        args.func(args)
+        return 0
+    except InputError as err:
+        print(_one_line(err), file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("fashionbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
