@@ -77,6 +77,7 @@ class BenchCLI(LightningCLI):
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
             trainer_defaults={
+                "default_root_dir": "results/logs",
                 "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "results/logs"}},
             },
             args=args,
