@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="score a predictions .npz by specs/metrics.md (JSON on stdout)")
     p.add_argument("file")
-    p.add_argument("--k", type=int, action="append", help="K for the top-K metrics (repeatable; default 3)")
+    p.add_argument("--k", type=int, nargs="+", action="extend", metavar="K",
+                   help="K of the top-K metrics: --k 3 5 or --k 3 --k 5 (default 3)")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--empty-class", choices=("exclude", "zero"), default="exclude")
     p.set_defaults(func=_cmd_score)

@@ -31,6 +31,7 @@ def test_score_prints_json_agreeing_with_sklearn(tmp_path):
     result = fashionbench("score", path, "--k", 2, "--k", 3)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
+    assert json.loads(fashionbench("score", path, "--k", 2, 3).stdout) == out  # both spellings of --k
     expected = np.mean([average_precision_score(targets[:, c], scores[:, c]) for c in range(4)])
     assert out["mAP"] == pytest.approx(expected, abs=1e-9)
     assert {"P@2", "F1@3", "OF1@3", "CF1", "PR-AUC", "F1-micro"} <= set(out)
