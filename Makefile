@@ -19,12 +19,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-$(SYNTH)/%/fashionbench_synthetic.json: | $(STAMP)
-	$(FB) synth $* --out $(SYNTH)/$* --seed 0
-
-smoke: $(STAMP) $(SYNTH)/voc/fashionbench_synthetic.json $(SYNTH)/coco/fashionbench_synthetic.json
-	$(OFFLINE) $(FB) fit --config benchmarks/baseline/voc2007.yaml --config benchmarks/smoke.yaml --data.init_args.root $(SYNTH)/voc
-	$(OFFLINE) $(FB) fit --config benchmarks/baseline/coco2014.yaml --config benchmarks/smoke.yaml --data.init_args.root $(SYNTH)/coco
+smoke: $(STAMP)
+	test -f $(SYNTH)/voc2007/fashionbench_synthetic.json || $(FB) synth voc --year 2007 --out $(SYNTH)/voc2007 --seed 0
+	test -f $(SYNTH)/coco2014/fashionbench_synthetic.json || $(FB) synth coco --year 2014 --out $(SYNTH)/coco2014 --seed 0
+	$(OFFLINE) $(FB) fit --config benchmarks/baseline/voc2007.yaml --config benchmarks/smoke.yaml --data.init_args.root $(SYNTH)/voc2007
+	$(OFFLINE) $(FB) fit --config benchmarks/baseline/coco2014.yaml --config benchmarks/smoke.yaml --data.init_args.root $(SYNTH)/coco2014
 	$(FB) leaderboard
 	@echo "smoke: done; see results/leaderboard.md"
 

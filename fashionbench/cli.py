@@ -3,7 +3,7 @@
     fashionbench fit|validate|test|predict --config X.yaml [...]   LightningCLI (runner.py)
     fashionbench score FILE.npz [--k K ...] [--threshold T] [--empty-class exclude|zero]
     fashionbench data summary DATASET --root DIR [--split S] [--year Y] [--task T]
-    fashionbench synth DATASET --out DIR [--images N] [--seed S]
+    fashionbench synth DATASET --out DIR [--images N] [--seed S] [--year Y]
     fashionbench leaderboard [--runs DIR] [--out DIR]
     fashionbench table PAPER [--target T]
     fashionbench reproduce PAPER [--target table1] [--root DATASET=DIR ...] [--seeds S ...]
@@ -39,6 +39,8 @@ def _cmd_synth(args: argparse.Namespace) -> None:
     from datamodules.synth import write_synthetic
 
     kwargs = {} if args.images is None else {"images": args.images}
+    if args.year is not None:
+        kwargs["year"] = args.year
     out = write_synthetic(args.dataset, args.out, seed=args.seed, **kwargs)
     print(f"fashionbench: wrote synthetic {args.dataset} to {out}")
 
@@ -93,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--images", type=int)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--year", type=int, help="the dataset's year/edition (VOC 2007|2012, COCO 2014|2017)")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("leaderboard", help="results/leaderboard.{csv,md} from the run records")

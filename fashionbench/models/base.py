@@ -80,7 +80,8 @@ class MultiLabelModule(pl.LightningModule):
         return []
 
     def compute_loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.loss(logits, batch["target"], batch.get("mask"))
+        # float32 even under 16-mixed: ASL's log(clamp(p, eps=1e-8)) underflows in fp16
+        return self.loss(logits.float(), batch["target"], batch.get("mask"))
 
     # ------------------------------------------------------------------------- scoring
     def _make_evaluator(self):
