@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 
 from fashionbench.errors import InputError
+from fashionbench.io import atomic_open
 
 if TYPE_CHECKING:  # pragma: no cover
     from datamodules.registry import DatasetReader
@@ -47,7 +47,6 @@ __all__ = [
     "default_cache_dir",
     "cache_key",
     "load_index",
-    "atomic_write_bytes",
 ]
 
 
@@ -328,16 +327,8 @@ class LabelIndex:
         }
         if self.class_ids is not None:
             arrays["class_ids"] = self.class_ids
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_open(path, "wb") as handle:
+            np.savez(handle, **arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "LabelIndex":
@@ -363,19 +354,6 @@ class LabelIndex:
 
 
 # --------------------------------------------------------------------------- files
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def file_fingerprints(paths: Iterable[Path]) -> list[tuple[str, int, int]]:
     """``(absolute path, size, mtime_ns)`` per file; a missing one is an InputError naming it."""
     out = []

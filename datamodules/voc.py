@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 from xml.parsers import expat
 
 import numpy as np
@@ -347,24 +348,14 @@ class VOCDataModule(MultiLabelDataModule):
         self,
         root: str,
         year: int = 2007,
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        num_workers: int = 4,
-        image_size: int = 224,
-        train_transform: dict | None = None,
-        eval_transform: dict | None = None,
         train_split: str = "trainval",
         val_split: str = "test",
         test_split: str = "test",
-        limit_train_images: int | None = None,
-        limit_eval_images: int | None = None,
-        seed: int = 0,
-        cache_dir: str | None = None,
+        **kwargs: Any,
     ):
+        """``kwargs``: the shared options of :class:`MultiLabelDataModule` (batch size,
+        workers, image size, transforms, limits, seed, cache)."""
         super().__init__(
-            root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
-            num_workers=num_workers, image_size=image_size, train_transform=train_transform,
-            eval_transform=eval_transform, train_split=train_split, val_split=val_split,
-            test_split=test_split, limit_train_images=limit_train_images,
-            limit_eval_images=limit_eval_images, seed=seed, cache_dir=cache_dir, year=year,
+            root=root, year=year, train_split=train_split, val_split=val_split, test_split=test_split,
+            **kwargs,
         )

@@ -22,6 +22,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 import fashionbench.models  # noqa: F401  (registers the model classes for short names)
 from datamodules.base import MultiLabelDataModule
+from fashionbench.io import atomic_open
 from fashionbench.models.base import MultiLabelModule
 from fashionbench.records import config_sha, describe_hardware, git_sha, now_iso, write_record
 
@@ -140,10 +141,8 @@ class BenchCLI(LightningCLI):
         rank = f".rank{self.trainer.global_rank}" if self.trainer.world_size > 1 else ""
         name = f"{record.row or type(model).__name__}-{getattr(dm, 'dataset_name', 'data')}{getattr(dm, 'year', '') or ''}{rank}.npz"
         path = Path(record.predictions_dir) / name.replace(" ", "_").replace("/", "_")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
+        with atomic_open(path, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
         print(f"fashionbench: wrote {path} ({len(order)} images); score it with: fashionbench score {path}")
 
     # --------------------------------------------------------------------- records
