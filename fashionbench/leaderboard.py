@@ -1,7 +1,8 @@
 """The leaderboard: run records -> pandas -> ``results/leaderboard.csv`` and ``.md``.
 
-One row per model x dataset x task (and split and data source: synthetic smoke runs never
-mix with real ones). The headline metric is ``mAP`` for multi-label tasks and ``top1``
+One row per model x dataset x task (and split, data source and recipe: synthetic smoke
+runs never mix with real ones, and runs of different configs -- ``config_sha``, which
+ignores seeds and paths -- never pass for seeds of one recipe). The headline metric is ``mAP`` for multi-label tasks and ``top1``
 for single-label ones; its best value and its spread over seeds (min <- median -> max,
 as big_transfer and mmpretrain report it) come from every record of the group; the other
 columns are those of the best run.
@@ -16,7 +17,7 @@ import pandas as pd
 from fashionbench.io import atomic_write_text
 from fashionbench.records import DEFAULT_RUNS_DIR, load_records
 
-GROUP_KEYS = ["model", "dataset", "task", "split", "data_source"]
+GROUP_KEYS = ["model", "dataset", "task", "split", "data_source", "config_sha"]
 MULTILABEL_EXTRA = ["CF1", "OF1", "CF1@3", "OF1@3"]
 SINGLELABEL_EXTRA = ["top3", "top5"]
 
@@ -83,15 +84,15 @@ def to_markdown(table: pd.DataFrame, n_records: int) -> str:
     ]
     if table.empty:
         return "\n".join(lines + ["No run records yet.", ""])
-    header = "| model | dataset | task | split | data | metric | best | seeds: min ← median → max | runs | other (best run) |"
-    lines += [header, "|---|---|---|---|---|---|---:|---|---:|---|"]
+    header = "| model | dataset | task | split | data | metric | best | seeds: min ← median → max | runs | other (best run) | recipe |"
+    lines += [header, "|---|---|---|---|---|---|---:|---|---:|---|---|"]
     for _, row in table.iterrows():
         extras = MULTILABEL_EXTRA if row["metric"] == "mAP" else SINGLELABEL_EXTRA
         other = ", ".join(f"{k} {_pct(row.get(k))}" for k in extras if k in row and not pd.isna(row.get(k)))
         spread = f"{_pct(row['min'])} ← {_pct(row['median'])} → {_pct(row['max'])}"
         lines.append(
             f"| {row['model']} | {row['dataset']} | {row['task']} | {row['split']} | {row['data_source']} | "
-            f"{row['metric']} | {_pct(row['best'])} | {spread} | {row['runs']} | {other or '—'} |"
+            f"{row['metric']} | {_pct(row['best'])} | {spread} | {row['runs']} | {other or '—'} | {row['config_sha']} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -57,3 +57,10 @@ def test_leaderboard_best_and_spread_over_seeds(tmp_path):
     md = md_path.read_text()
     assert "| Baseline [resnet101] | voc2007 | multilabel | test | real | mAP | 90.0 | 80.0 ← 85.0 → 90.0 | 3 |" in md
     assert csv_path.read_text().count("\n") == 4  # header + 3 groups
+
+
+def test_leaderboard_never_mixes_recipes_as_seeds(tmp_path):
+    write_record(make_record(0, 0.8, config_sha="recipe-a"), tmp_path)
+    write_record(make_record(0, 0.6, config_sha="recipe-b"), tmp_path)
+    table = build_leaderboard(load_records(tmp_path))
+    assert sorted(table["best"]) == [0.6, 0.8] and list(table["runs"]) == [1, 1]
