@@ -1,6 +1,7 @@
 """W&B when the config asks for it: without an API key the run logs offline, and runs
 are grouped by dataset and named by table row and seed for the dashboard."""
 import os
+import sys
 
 from fashionbench.runner import BenchCLI
 
@@ -13,6 +14,7 @@ def test_wandb_config_goes_offline_and_groups_by_dataset(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with a key
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["fashionbench"])  # args come from the test, not pytest's argv
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cli = BenchCLI(
         args=[
