@@ -11,9 +11,12 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from fashionbench.errors import InputError
+
+if TYPE_CHECKING:  # index.py needs nothing from here; the import is for the annotation only
+    from datamodules.index import LabelIndex
 
 __all__ = ["DatasetReader", "register_reader", "get_reader", "reader_names"]
 
@@ -83,7 +86,7 @@ class DatasetReader:
         """Every file :meth:`read` depends on (their stats key the cache)."""
         raise NotImplementedError
 
-    def read(self, root: Path, split: str, year: int | None, task: str) -> "LabelIndex":  # noqa: F821
+    def read(self, root: Path, split: str, year: int | None, task: str) -> LabelIndex:
         """Parse the annotation files of one split into a LabelIndex."""
         raise NotImplementedError
 

@@ -13,12 +13,15 @@ Configs pass these keyword arguments as the datamodule's ``train_transform`` /
 from __future__ import annotations
 
 import random
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from PIL import Image, ImageDraw
 from torchvision import transforms as T
 
 from fashionbench.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["build_transform", "CutoutPIL", "IMAGENET_MEAN", "IMAGENET_STD", "RESIZE_MODES"]
 
@@ -62,7 +65,7 @@ def build_transform(
     cutout: float = 0.0,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
-) -> Callable[[Image.Image], "torch.Tensor"]:  # noqa: F821
+) -> Callable[[Image.Image], torch.Tensor]:
     """A ``torchvision.transforms.Compose`` for training (``train=True``) or evaluation.
 
     Args:

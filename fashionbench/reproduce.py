@@ -98,7 +98,6 @@ def reproduce(paper: str, target: str = "table1", roots: dict[str, str] | None =
     roots = roots or {}
     commands = run_commands(paper, target, roots, seeds, runs_dir)
     for cmd, (dataset, year) in commands:
-        root = cmd[cmd.index("--data.init_args.root") + 1]
         if dataset not in roots:
             ensure_synthetic(dataset, year)
         print("fashionbench reproduce:", " ".join(cmd[2:]), flush=True)

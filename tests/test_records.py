@@ -1,6 +1,5 @@
 """Run records: written atomically, never overwritten; the leaderboard and paper tables
 computed from them against values worked out by hand."""
-import json
 import statistics
 
 import pytest
