@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from datamodules.registry import DatasetReader
 
 #: Bump when the index layout or a change common to all readers invalidates caches.
-INDEX_FORMAT_VERSION = 1
+INDEX_FORMAT_VERSION = 2
 
 __all__ = [
     "INDEX_FORMAT_VERSION",
@@ -46,6 +46,7 @@ __all__ = [
     "csr_from_pairs",
     "default_cache_dir",
     "cache_key",
+    "cache_path",
     "load_index",
 ]
 
@@ -140,7 +141,11 @@ class LabelIndex:
         mask_indptr, mask_indices: the exceptions to ``known_by_default``, as CSR.
         class_ids: ``int64 [N]`` class of each image for single-label tasks, else None;
             then each positives row holds exactly that one class.
-        meta: JSON-serialisable facts: root, year, task, source files.
+        meta: JSON-serialisable facts: root, year, task, source files, and per-label facts
+            a reader knows: ``label_parents`` (``C`` parent/group names, e.g. DeepFashion's
+            upper/lower/full body), ``label_seen`` (``C`` bools: seen in zero-shot training).
+        item_arrays: per-image arrays ``[N, ...]`` a reader knows (e.g. ``bbox`` ``[N, 4]``
+            x1, y1, x2, y2 in pixels); kept through :meth:`subset` and the cache.
     """
 
     dataset: str
@@ -155,6 +160,7 @@ class LabelIndex:
     mask_indices: np.ndarray | None = None
     class_ids: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    item_arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.label_names = list(self.label_names)
@@ -188,6 +194,13 @@ class LabelIndex:
                     or not np.array_equal(self.pos_indices, self.class_ids):
                 raise ValueError("class_ids must be [N] and equal the single positive of each row")
         self.meta = dict(self.meta)
+        self.item_arrays = {k: np.asarray(v) for k, v in (self.item_arrays or {}).items()}
+        for key, value in self.item_arrays.items():
+            if value.ndim == 0 or value.shape[0] != n:
+                raise ValueError(f"item array '{key}' must have {n} rows, got shape {list(value.shape)}")
+        for key in ("label_parents", "label_seen"):
+            if key in self.meta and len(self.meta[key]) != c:
+                raise ValueError(f"meta['{key}'] must have {c} entries, got {len(self.meta[key])}")
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -204,6 +217,7 @@ class LabelIndex:
         mask_cols: np.ndarray | None = None,
         known_by_default: bool = True,
         meta: dict[str, Any] | None = None,
+        item_arrays: dict[str, np.ndarray] | None = None,
     ) -> "LabelIndex":
         """Build from ``(row, label)`` pairs in any order, repeats allowed: what readers use."""
         n = len(image_ids)
@@ -213,7 +227,8 @@ class LabelIndex:
         else:
             mask_indptr, mask_indices = csr_from_pairs(mask_rows, mask_cols, n)
         return cls(dataset, split, list(label_names), list(image_paths), list(image_ids),
-                   pos_indptr, pos_indices, known_by_default, mask_indptr, mask_indices, None, meta or {})
+                   pos_indptr, pos_indices, known_by_default, mask_indptr, mask_indices, None, meta or {},
+                   item_arrays or {})
 
     @classmethod
     def from_class_ids(
@@ -225,13 +240,14 @@ class LabelIndex:
         image_ids: Sequence[str],
         class_ids: np.ndarray,
         meta: dict[str, Any] | None = None,
+        item_arrays: dict[str, np.ndarray] | None = None,
     ) -> "LabelIndex":
         """A single-label index (every label of every image known, one positive a row)."""
         class_ids = np.asarray(class_ids, dtype=np.int64)
         n = class_ids.shape[0]
         return cls(dataset, split, list(label_names), list(image_paths), list(image_ids),
                    np.arange(n + 1, dtype=np.int64), class_ids.astype(np.int32), True,
-                   None, None, class_ids, meta or {})
+                   None, None, class_ids, meta or {}, item_arrays or {})
 
     # ---------------------------------------------------------------- queries
     def __len__(self) -> int:
@@ -304,11 +320,13 @@ class LabelIndex:
             [self.image_paths[i] for i in rows], [self.image_ids[i] for i in rows],
             pos[0], pos[1], self.known_by_default, mask[0], mask[1],
             None if self.class_ids is None else self.class_ids[rows], dict(self.meta),
+            {k: v[rows] for k, v in self.item_arrays.items()},
         )
 
     # ---------------------------------------------------------------- persistence
-    def save(self, path: str | os.PathLike) -> None:
-        """Write an ``.npz`` (no pickle; meta as JSON), atomically."""
+    def save(self, path: str | os.PathLike, cache_key: str | None = None) -> None:
+        """Write an ``.npz`` (no pickle; meta as JSON), atomically; ``cache_key`` is stored
+        for :func:`load_index` to check the file against the annotations it came from."""
         arrays = {
             "format_version": np.array(INDEX_FORMAT_VERSION, dtype=np.int64),
             "dataset": np.array(self.dataset),
@@ -327,15 +345,22 @@ class LabelIndex:
         }
         if self.class_ids is not None:
             arrays["class_ids"] = self.class_ids
+        for key, value in self.item_arrays.items():
+            arrays[f"item_{key}"] = value
+        if cache_key is not None:
+            arrays["cache_key"] = np.array(cache_key)
         with atomic_open(path, "wb") as handle:
             np.savez(handle, **arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "LabelIndex":
-        """Read what :meth:`save` wrote (raises ``ValueError``/``OSError`` if it is not that)."""
+    def load(cls, path: str | os.PathLike, cache_key: str | None = None) -> "LabelIndex":
+        """Read what :meth:`save` wrote (raises ``ValueError``/``OSError`` if it is not that,
+        or if ``cache_key`` is given and differs from the stored one)."""
         with np.load(path, allow_pickle=False) as z:
             if int(z["format_version"]) != INDEX_FORMAT_VERSION:
                 raise ValueError(f"index format {int(z['format_version'])} != {INDEX_FORMAT_VERSION}")
+            if cache_key is not None and ("cache_key" not in z.files or str(z["cache_key"]) != cache_key):
+                raise ValueError("stale cache: the annotation files changed")
             n, c = int(z["n_images"]), int(z["n_labels"])
             return cls(
                 dataset=str(z["dataset"]),
@@ -350,19 +375,22 @@ class LabelIndex:
                 mask_indices=z["mask_indices"],
                 class_ids=z["class_ids"] if "class_ids" in z.files else None,
                 meta=json.loads(str(z["meta"])),
+                item_arrays={k[5:]: z[k] for k in z.files if k.startswith("item_")},
             )
 
 
 # --------------------------------------------------------------------------- files
-def file_fingerprints(paths: Iterable[Path]) -> list[tuple[str, int, int]]:
-    """``(absolute path, size, mtime_ns)`` per file; a missing one is an InputError naming it."""
+def file_fingerprints(paths: Iterable[Path], root: str | os.PathLike | None = None) -> list[tuple[str, int, int]]:
+    """``(path, size, mtime_ns)`` per file, the path relative to ``root`` when given (so a
+    moved or re-mounted root keeps its key); a missing file is an InputError naming it."""
     out = []
     for p in paths:
         try:
             st = os.stat(p)
         except FileNotFoundError:
             raise InputError("missing annotation file", path=p) from None
-        out.append((os.path.abspath(p), st.st_size, st.st_mtime_ns))
+        name = os.path.relpath(p, root) if root is not None else os.path.abspath(p)
+        out.append((Path(name).as_posix(), st.st_size, st.st_mtime_ns))
     return out
 
 
@@ -374,8 +402,9 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(reader: "DatasetReader", root: str | os.PathLike, split: str, year: int | None, task: str) -> str:
-    """sha256 over reader name/version/options, split/year/task and the annotation files' stats."""
-    files = file_fingerprints(reader.annotation_files(Path(root), split, year, task))
+    """sha256 over reader name/version/options, split/year/task and the annotation files'
+    root-relative paths, sizes and mtimes: what the cached index's content depends on."""
+    files = file_fingerprints(reader.annotation_files(Path(root), split, year, task), root)
     payload = json.dumps(
         [reader.name, INDEX_FORMAT_VERSION, reader.version, reader.options, split, year, task, files],
         sort_keys=True,
@@ -404,16 +433,24 @@ def load_index(
     split, year, task = reader.resolve(split, year, task)
     root = Path(root)
     key = cache_key(reader, root, split, year, task)
-    path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = path / f"{reader.name}-{split}-{key[:32]}.npz"
+    path = cache_path(reader, root, split, year, task, cache_dir)
     if not rebuild and path.is_file():
         try:
-            return LabelIndex.load(path)
+            return LabelIndex.load(path, cache_key=key)
         except Exception:  # noqa: BLE001 - a corrupt/stale cache file is rebuilt, never an error
             pass
     index = reader.read(root, split, year, task)
     try:
-        index.save(path)
+        index.save(path, cache_key=key)  # replaces a stale file of the same split in place
     except OSError:  # read-only or full cache dir: the index is still good
         pass
     return index
+
+
+def cache_path(reader: "DatasetReader", root: str | os.PathLike, split: str, year: int | None, task: str,
+               cache_dir: str | os.PathLike | None = None) -> Path:
+    """The one cache file of a (reader, options, root, split, year, task): named by what
+    it is, not by its content, so a rebuild after an edit replaces the stale file."""
+    identity = json.dumps([reader.name, reader.options, os.path.abspath(root), split, year, task], sort_keys=True)
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return folder / f"{reader.name}-{split}-{task}-{hashlib.sha256(identity.encode()).hexdigest()[:24]}.npz"

@@ -16,7 +16,8 @@ from datamodules.coco import COCODataModule
 from datamodules.registry import get_reader
 from datamodules.synth import write_synthetic
 from datamodules.transforms import CutoutPIL, build_transform
-from datamodules.voc import VOC_CLASSES, VOCDataModule
+from datamodules.readers.voc import VOC_CLASSES
+from datamodules.voc import VOCDataModule
 from fashionbench.errors import InputError
 
 FIXTURES = Path(__file__).parent / "fixtures"

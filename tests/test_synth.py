@@ -15,7 +15,7 @@ from datamodules.registry import get_reader
 from datamodules.summary import summarize
 from datamodules.synth import MARKER_FILE, write_synthetic
 from datamodules.synth.images import glyph_style
-from datamodules.voc import VOC_CLASSES
+from datamodules.readers.voc import VOC_CLASSES
 from fashionbench.errors import InputError
 
 

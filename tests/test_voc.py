@@ -17,7 +17,7 @@ import pytest
 
 from datamodules.registry import get_reader
 from datamodules.summary import summarize
-from datamodules.voc import VOC_CLASSES
+from datamodules.readers.voc import VOC_CLASSES
 from fashionbench.errors import InputError
 
 FIXTURES = Path(__file__).parent / "fixtures"

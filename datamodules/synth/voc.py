@@ -16,7 +16,7 @@ import numpy as np
 
 from datamodules.synth import staging_dir, write_marker
 from datamodules.synth.images import render, sample_label_matrix, sample_objects
-from datamodules.voc import VOC_CLASSES
+from datamodules.readers.voc import VOC_CLASSES
 
 __all__ = ["write", "POPULARITY"]
 

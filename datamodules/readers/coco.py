@@ -1,0 +1,231 @@
+"""MS-COCO 2014/2017 multi-label classification (interfaces.md "Dataset roots": ``coco``).
+
+Layout: ``ROOT/annotations/instances_{split}{year}.json``, images in
+``ROOT/{split}{year}/<file_name>``.
+
+An image's labels are the categories of its instance annotations, in category-id order
+(80 labels for the real files; ``label_names`` are the category names). *All* annotations
+count, ``iscrowd=1`` ones included, as in the multi-label papers' label files (ML-GCN,
+ASL). Images without any annotation are left out unless the reader/datamodule option
+``include_empty=True`` is set (``data summary`` leaves them out). Every label is known
+(no mask).
+
+Speed: ``json.load`` of the 450 MB train2014 file dominates; the annotations become two
+numpy arrays (image id, category id) and are mapped to rows/columns with
+``searchsorted``, without building per-annotation Python objects.
+"""
+from __future__ import annotations
+
+import json
+import re
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from datamodules.index import LabelIndex
+from datamodules.registry import DatasetReader, register_reader
+from fashionbench.errors import InputError
+
+__all__ = ["COCOReader", "coco_annotation_file", "json_array_item_line"]
+
+
+def coco_annotation_file(root: Path, split: str, year: int) -> Path:
+    return Path(root) / "annotations" / f"instances_{split}{year}.json"
+
+
+# --------------------------------------------------------------------------- error lines
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def json_array_item_line(text: str, key: str, index: int) -> int | None:
+    """1-based line where item ``index`` of the top-level array ``key`` starts.
+
+    Used on the error path only: walks the top level with ``JSONDecoder.raw_decode``
+    (C speed per value), so it costs about one more parse of the file. None if the
+    document does not have that shape.
+    """
+    decoder = json.JSONDecoder()
+    try:
+        pos = _WS.match(text, 0).end()
+        if text[pos] != "{":
+            return None
+        pos += 1
+        while True:
+            pos = _WS.match(text, pos).end()
+            if text[pos] == "}":
+                return None
+            name, pos = decoder.raw_decode(text, pos)
+            pos = _WS.match(text, pos).end() + 1  # ':'
+            pos = _WS.match(text, pos).end()
+            if name == key and text[pos] == "[":
+                pos += 1
+                for _ in range(index):
+                    pos = _WS.match(text, pos).end()
+                    _, pos = decoder.raw_decode(text, pos)
+                    pos = _WS.match(text, pos).end() + 1  # ','
+                pos = _WS.match(text, pos).end()
+                return text.count("\n", 0, pos) + 1
+            _, pos = decoder.raw_decode(text, pos)
+            pos = _WS.match(text, pos).end()
+            if text[pos] == ",":
+                pos += 1
+    except (ValueError, IndexError):
+        return None
+
+
+class _COCOFile:
+    """One parsed instances file; errors re-read the text to name the offending line."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.raw = path.read_bytes()
+        except FileNotFoundError:
+            raise InputError("missing annotation file", path=path) from None
+        try:
+            self.doc = json.loads(self.raw)
+        except json.JSONDecodeError as err:
+            raise InputError(f"bad JSON: {err.msg} (column {err.colno})", path=path, line=err.lineno) from None
+        except UnicodeDecodeError as err:
+            raise InputError(f"not UTF-8 ({err.reason})", path=path,
+                             line=self.raw[: err.start].count(b"\n") + 1) from None
+        if not isinstance(self.doc, dict):
+            raise InputError("expected a JSON object with images, annotations and categories", path=path, line=1)
+
+    def section(self, key: str) -> list:
+        value = self.doc.get(key)
+        if not isinstance(value, list):
+            raise InputError(f"missing or non-list \"{key}\"", path=self.path, line=1)
+        return value
+
+    def error(self, key: str, index: int, problem: str) -> InputError:
+        line = json_array_item_line(self.raw.decode("utf-8"), key, index)
+        return InputError(f"{key}[{index}]: {problem}", path=self.path, line=line)
+
+    def int_column(self, key: str, items: list, field: str) -> np.ndarray:
+        """``int64`` array of ``item[field]`` for every item (an InputError names a bad one)."""
+        try:
+            values = np.array(list(map(itemgetter(field), items)))
+            ok = values.dtype.kind in "iu" and values.ndim == 1
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok or (values.size != len(items)):
+            for i, item in enumerate(items):
+                value = item.get(field) if isinstance(item, dict) else None
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise self.error(key, i, f"\"{field}\" must be an integer, got {json.dumps(value)}")
+        return values.astype(np.int64) if len(items) else np.zeros(0, np.int64)
+
+    def str_column(self, key: str, items: list, field: str) -> list[str]:
+        values = [item.get(field) for item in items]
+        if not all(isinstance(v, str) for v in values):
+            i = next(i for i, v in enumerate(values) if not isinstance(v, str))
+            raise self.error(key, i, f"\"{field}\" must be a string, got {json.dumps(values[i])}")
+        return values
+
+
+def _first_duplicate(values: np.ndarray) -> int | None:
+    """Position of the first item that repeats an earlier value, or None."""
+    order = np.argsort(values, kind="stable")
+    same = values[order[1:]] == values[order[:-1]]
+    return int(order[1:][same].min()) if np.any(same) else None
+
+
+def _lookup(sorted_keys: np.ndarray, sorter: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of ``queries`` in the unsorted keys, and which were found (vectorised)."""
+    if sorted_keys.size == 0:
+        return np.zeros(queries.size, np.int64), np.zeros(queries.size, bool)
+    at = np.minimum(np.searchsorted(sorted_keys, queries), sorted_keys.size - 1)
+    return sorter[at], sorted_keys[at] == queries
+
+
+# --------------------------------------------------------------------------- reader
+@register_reader
+class COCOReader(DatasetReader):
+    """COCO instances files -> multi-label index (see the module docstring).
+
+    Args:
+        include_empty: keep images without any annotation (all-negative rows).
+    """
+
+    name = "coco"
+    version = 1
+    years = (2014, 2017)
+    default_year = 2014
+    splits = ("train", "val")
+    default_split = "train"
+
+    def __init__(self, include_empty: bool = False):
+        self.include_empty = bool(include_empty)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {"include_empty": self.include_empty}
+
+    def available(self, root: Path) -> list[tuple[int | None, str]]:
+        return [(y, s) for y in self.years for s in self.splits if coco_annotation_file(root, s, y).is_file()]
+
+    def annotation_files(self, root: Path, split: str, year: int | None, task: str) -> list[Path]:
+        path = coco_annotation_file(root, split, year)
+        if not path.is_file():
+            raise InputError("missing annotation file", path=path)
+        return [path]
+
+    def read(self, root: Path, split: str, year: int | None, task: str) -> LabelIndex:
+        root = Path(root)
+        src = _COCOFile(coco_annotation_file(root, split, year))
+        categories, images, annotations = src.section("categories"), src.section("images"), src.section("annotations")
+
+        cat_ids = src.int_column("categories", categories, "id")
+        cat_names = src.str_column("categories", categories, "name")
+        dup = _first_duplicate(cat_ids)
+        if dup is not None:
+            raise src.error("categories", dup, f"duplicate category id {cat_ids[dup]}")
+        cat_order = np.argsort(cat_ids, kind="stable")  # labels in category-id order
+        label_names = [cat_names[i] for i in cat_order]
+        dup = _first_duplicate(np.array(label_names))
+        if dup is not None:
+            raise src.error("categories", int(cat_order[dup]), f"duplicate category name '{label_names[dup]}'")
+
+        image_ids = src.int_column("images", images, "id")
+        file_names = src.str_column("images", images, "file_name")
+        dup = _first_duplicate(image_ids)
+        if dup is not None:
+            raise src.error("images", dup, f"duplicate image id {image_ids[dup]}")
+
+        ann_images = src.int_column("annotations", annotations, "image_id")
+        ann_cats = src.int_column("annotations", annotations, "category_id")
+        image_sorter = np.argsort(image_ids)
+        rows, found = _lookup(image_ids[image_sorter], image_sorter, ann_images)
+        if not np.all(found):
+            k = int(np.argmin(found))
+            raise src.error("annotations", k, f"unknown image_id {ann_images[k]}")
+        sorted_cat_ids = cat_ids[cat_order]
+        cols, found = _lookup(sorted_cat_ids, np.arange(sorted_cat_ids.size), ann_cats)
+        if not np.all(found):
+            k = int(np.argmin(found))
+            raise src.error("annotations", k, f"unknown category_id {ann_cats[k]}")
+
+        keep = np.ones(image_ids.size, dtype=bool)
+        if not self.include_empty:
+            keep = np.bincount(rows, minlength=image_ids.size) > 0
+        new_row = np.cumsum(keep) - 1  # file order of the kept images
+        kept = np.flatnonzero(keep)
+        folder = f"{split}{year}"
+        meta = {
+            "root": str(root.resolve()), "year": year, "task": task,
+            "include_empty": self.include_empty,
+            "annotation_files": [src.path.relative_to(root).as_posix()],
+            "category_ids": sorted_cat_ids.tolist(),
+            "crowd_annotations_counted": True,
+        }
+        return LabelIndex.from_pairs(
+            "coco", split, label_names,
+            [f"{folder}/{file_names[i]}" for i in kept], [str(image_ids[i]) for i in kept],
+            new_row[rows], cols, known_by_default=True, meta=meta,
+        )
+
+
+# --------------------------------------------------------------------------- datamodule
