@@ -72,6 +72,7 @@ def _ours_rows(table: dict, table_id: str, paper: str, records: list[dict]) -> l
             r for r in records
             if r.get("paper") == paper and r.get("table") == table_id and r.get("row") == name
             and (table.get("dataset") is None or r.get("dataset") == table["dataset"])
+            and (table.get("task") is None or r.get("task") == table["task"])
         ]
         for source in ("real", "synthetic"):
             group = [r for r in matching if r.get("data_source") == source]
