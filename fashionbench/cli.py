@@ -7,6 +7,7 @@
     fashionbench leaderboard [--runs DIR] [--out DIR]
     fashionbench table PAPER [--target T]
     fashionbench reproduce PAPER [--target table1] [--root DATASET=DIR ...] [--seeds S ...]
+    fashionbench download imaterialist|nus-wide|open-images --root DIR --split S [--workers N] [--timeout S] [--retries N]
 
 Bad input (``InputError``) prints one line on stderr and exits 2, never a traceback.
 Heavy imports happen inside each command, so ``score`` and ``data`` start fast.
@@ -64,6 +65,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
     reproduce(args.paper, args.target, roots=parse_roots(args.root), seeds=args.seeds, runs_dir=args.runs)
 
 
+def _cmd_download(args: argparse.Namespace) -> None:
+    from fashionbench.download import download
+
+    summary = download(args.dataset, args.root, args.split, workers=args.workers, timeout=args.timeout,
+                       retries=args.retries, backoff=args.backoff, retry_failed=args.retry_failed)
+    print(summary.line())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fashionbench",
@@ -116,6 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+")
     p.add_argument("--runs", default="results/runs")
     p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser("download", help="fetch the images of imaterialist, nus-wide or open-images (resumable)")
+    p.add_argument("dataset", help="imaterialist, nus-wide or open-images")
+    p.add_argument("--root", required=True)
+    p.add_argument("--split", required=True, help="the list's split (nus-wide: all, train or test)")
+    p.add_argument("--workers", type=int, default=16)
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to connect and to wait for the next bytes")
+    p.add_argument("--retries", type=int, default=3, help="retries of 5xx/429, drops, resets and timeouts")
+    p.add_argument("--backoff", type=float, default=0.5, help="back-off factor in seconds (doubles per retry)")
+    p.add_argument("--retry-failed", action="store_true", help="try again the items an earlier run listed as failed")
+    p.set_defaults(func=_cmd_download)
     return parser
 
 
