@@ -149,6 +149,18 @@ def _one_line(err: Exception) -> str:
     return text
 
 
+def _input_error_in_chain(err: BaseException) -> InputError | None:
+    """The InputError behind ``err`` when a library (jsonargparse building a class,
+    Lightning running a hook) wrapped it in an exception of its own."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, InputError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -166,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fashionbench: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - only to unwrap a user-facing InputError
+        cause = _input_error_in_chain(err)
+        if cause is None:
+            raise
+        print(_one_line(cause), file=sys.stderr)
+        return cause.exit_code
 
 
 if __name__ == "__main__":

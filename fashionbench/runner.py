@@ -1,52 +1,141 @@
 """``fashionbench fit|validate|test|predict``: LightningCLI over the suite's base classes.
 
 Configs are LightningCLI YAML (``class_path``/``init_args``; ``--print_config`` shows the
-resolved one). The datamodule's ``num_labels``, ``label_names`` and ``single_label`` are
-linked into the model, so a model never names a dataset. ``fit`` trains, then (unless
-``--test_after_fit false``) tests the best checkpoint; every test writes a run record
-(``specs/interfaces.md``) under ``record.runs_dir``.
+resolved one). The datamodule's training :class:`~datamodules.label_space.LabelSpace` is
+linked into the model as one object, so a model never names a dataset. ``fit`` trains,
+then (unless ``--test_after_fit false``) tests the best checkpoint. Run records
+(``specs/interfaces.md``) are written by the :class:`RunRecorder` callback at the end of
+every test, one per evaluation set, so ``Trainer.test(...)`` called from Python writes
+them too.
 """
 from __future__ import annotations
 
 import netrc
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lightning.pytorch import LightningModule, Trainer
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 import fashionbench.models  # noqa: F401  (registers the model classes for short names)
 from datamodules.base import MultiLabelDataModule
 from fashionbench.io import atomic_open
+from fashionbench.models.backbones import weights_from_checkpoint
 from fashionbench.models.base import MultiLabelModule
-from fashionbench.records import config_sha, describe_hardware, git_sha, now_iso, write_record
+from fashionbench.records import config_sha, describe_hardware, git_sha, json_safe, now_iso, write_record
 
 
-@dataclass
-class RecordConfig:
-    """What a run record says about the run (the config's top-level ``record:``).
+def _world() -> tuple[int, int]:
+    """``(world size, rank)`` of the processes that actually run (1, 0 without a group)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
+
+
+def _gather_union(items: set[str]) -> list[str]:
+    """The union over all ranks of a set of strings, sorted."""
+    world, _ = _world()
+    if world == 1:
+        return sorted(items)
+    gathered: list[Any] = [None] * world
+    torch.distributed.all_gather_object(gathered, sorted(items))
+    return sorted({x for part in gathered for x in (part or [])})
+
+
+class RunRecorder(Callback):
+    """Writes the run record(s) of every test (the config's top-level ``record:``).
 
     ``paper``/``table``/``row`` place the run in a paper's table (``benchmarks/<paper>/``);
-    ``model`` names it on the leaderboard (default: the model class), the backbone is
-    appended in brackets.
+    ``model`` names it on the leaderboard (default: the model class, with the backbone in
+    brackets). One record per evaluation set: ``task`` and ``eval_set`` name the set (a
+    single default set keeps the datamodule's task and ``eval_set: null``).
     """
 
-    paper: str | None = None
-    table: str | None = None
-    row: str | None = None
-    model: str | None = None
-    runs_dir: str = "results/runs"
-    predictions_dir: str = "results/predictions"
+    def __init__(self, paper: str | None = None, table: str | None = None, row: str | None = None,
+                 model: str | None = None, runs_dir: str = "results/runs",
+                 predictions_dir: str = "results/predictions") -> None:
+        self.paper, self.table, self.row, self.model = paper, table, row, model
+        self.runs_dir, self.predictions_dir = runs_dir, predictions_dir
+        #: the resolved config; the CLI sets it, Python callers get model + data hparams
+        self.config: dict[str, Any] | None = None
+        self.written: list[Path] = []
+        self._fit_started: tuple[str, float] | None = None
+        self._test_started: tuple[str, float] = (now_iso(), time.perf_counter())
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._fit_started = (now_iso(), time.perf_counter())
+
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._test_started = (now_iso(), time.perf_counter())
+
+    def _config(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+        if self.config is not None:
+            return self.config
+        dm = trainer.datamodule
+        return json_safe({
+            "model": {"class_path": f"{type(pl_module).__module__}.{type(pl_module).__qualname__}", "init_args": dict(pl_module.hparams)},
+            "data": {"class_path": f"{type(dm).__module__}.{type(dm).__qualname__}", "init_args": dict(getattr(dm, "hparams", {}))},
+            "seed_everything": int(os.environ["PL_GLOBAL_SEED"]) if "PL_GLOBAL_SEED" in os.environ else None,
+        })
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        skipped = _gather_union(getattr(pl_module, "skipped_images", set()))
+        world, rank = _world()
+        if rank != 0 or not isinstance(pl_module, MultiLabelModule):
+            return
+        dm = trainer.datamodule
+        started, t0 = self._fit_started or self._test_started
+        self._fit_started = None
+        config = self._config(trainer, pl_module)
+        name = self.model or type(pl_module).__name__
+        backbone = pl_module.hparams.get("backbone")
+        year = getattr(dm, "year", None)
+        checkpoint = trainer.ckpt_path or getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+        sets = dm.eval_sets("test") if dm is not None and hasattr(dm, "eval_sets") else [None]
+        for eval_set in sets:
+            key = eval_set.name if eval_set is not None else ""
+            record = {
+                "paper": self.paper,
+                "table": self.table,
+                "row": self.row,
+                "model": f"{name} [{backbone}]" if backbone else name,
+                "dataset": f"{getattr(dm, 'dataset_name', 'data')}{year or ''}",
+                "task": (eval_set.name or eval_set.task) if eval_set is not None else getattr(dm, "task", None),
+                "eval_set": (eval_set.name or None) if eval_set is not None else None,
+                "split": eval_set.split if eval_set is not None else getattr(dm, "test_split", None),
+                "metrics": pl_module.eval_results.get(key, {}),
+                "label_names": list(dm.eval_label_space(eval_set).names) if eval_set is not None else pl_module.label_names,
+                "data_source": "synthetic" if getattr(dm, "is_synthetic", False) else "real",
+                "config": config,
+                "config_sha": config_sha(config),
+                "git_sha": git_sha(Path(__file__).resolve().parent),
+                "seed": config.get("seed_everything"),
+                "started": started,
+                "wall_s": round(time.perf_counter() - t0, 3),
+                "hardware": describe_hardware(pl_module.device.type, world),
+                "n_train": dm.n_train if dm is not None else None,
+                "n_test": len(dm.eval_index(eval_set)) if eval_set is not None else None,
+                "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+                "skipped_images": skipped,
+            }
+            missing = getattr(dm.train_index, "meta", {}).get("missing_images") if dm is not None else None
+            if missing is not None:
+                record["missing_images"] = missing
+            path = write_record(record, self.runs_dir)
+            self.written.append(path)
+            print(f"fashionbench: wrote run record {path}")
+        if skipped:
+            print(f"fashionbench: skipped {len(skipped)} bad image(s) (on_bad_image: skip); listed in the record")
 
 
 class BestCheckpoint(ModelCheckpoint):
-    """Keeps the best checkpoint by the task's headline metric (val/mAP, or val/top1 for
-    single-label tasks) unless ``monitor`` is set."""
+    """Keeps the best checkpoint by the model's headline metric (the first validation
+    set's mAP, or top1 for single-label tasks) unless ``monitor`` is set."""
 
     def __init__(self, monitor: str | None = None, mode: str = "max", save_top_k: int = 1, **kwargs: Any) -> None:
         super().__init__(monitor=monitor, mode=mode, save_top_k=save_top_k, **kwargs)
@@ -54,7 +143,7 @@ class BestCheckpoint(ModelCheckpoint):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self._auto_monitor:
-            self.monitor = "val/top1" if getattr(pl_module, "single_label", False) else "val/mAP"
+            self.monitor = pl_module.headline_metric("val") if isinstance(pl_module, MultiLabelModule) else "val/mAP"
         super().setup(trainer, pl_module, stage)
 
 
@@ -87,14 +176,29 @@ class BenchCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_class_arguments(RecordConfig, "record")
+        parser.add_lightning_class_args(RunRecorder, "record")
         parser.add_argument("--test_after_fit", type=bool, default=True, help="fit: test the best checkpoint and write a run record")
         parser.add_lightning_class_args(BestCheckpoint, "checkpoint")
-        for attr in ("num_labels", "label_names", "single_label"):
-            parser.link_arguments(f"data.{attr}", f"model.init_args.{attr}", apply_on="instantiate")
+        parser.link_arguments("data.label_space", "model.init_args.label_space", apply_on="instantiate")
+
+    def _subcommand_config(self):
+        return self.config[self.subcommand] if self.subcommand else self.config
+
+    def instantiate_classes(self) -> None:
+        """Builds the classes; a model whose weights all come from a checkpoint
+        (``--ckpt_path``, or ``init_from`` of the whole model) downloads no pretrained weights."""
+        config = self._subcommand_config()
+        init_from = (config.model.init_args.get("init_from") or []) if config.get("model") else []
+        whole_model = any(not (getattr(spec, "target", None) if not isinstance(spec, dict) else spec.get("target")) for spec in init_from)
+        with weights_from_checkpoint(bool(config.get("ckpt_path")) or whole_model):
+            super().instantiate_classes()
+        recorder = next((cb for cb in self.trainer.callbacks if isinstance(cb, RunRecorder)), None)
+        if recorder is not None:
+            self._dump_config()
+            recorder.config = self.config_dump
 
     def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand] if self.subcommand else self.config
+        config = self._subcommand_config()
         loggers = config.trainer.logger
         loggers = loggers if isinstance(loggers, list) else [loggers]
         wandb_loggers = [lg for lg in loggers if "Wandb" in str(getattr(lg, "class_path", ""))]
@@ -113,18 +217,11 @@ class BenchCLI(LightningCLI):
 
     # ----------------------------------------------------------------- subcommands
     def fit(self, model: MultiLabelModule, **kwargs: Any) -> None:
-        started, t0 = now_iso(), time.perf_counter()
         self.trainer.fit(model, **kwargs)
         if self.config["fit"]["test_after_fit"] and not self.trainer.interrupted:
             callback = self.trainer.checkpoint_callback
             ckpt = "best" if callback is not None and getattr(callback, "best_model_path", "") else None
             self.trainer.test(model, datamodule=kwargs.get("datamodule"), ckpt_path=ckpt)
-            self._write_record(model, started, time.perf_counter() - t0)
-
-    def test(self, model: MultiLabelModule, **kwargs: Any) -> None:
-        started, t0 = now_iso(), time.perf_counter()
-        self.trainer.test(model, **kwargs)
-        self._write_record(model, started, time.perf_counter() - t0)
 
     def predict(self, model: MultiLabelModule, **kwargs: Any) -> None:
         """Writes the predictions as a ``fashionbench score`` file (scores, targets, mask)."""
@@ -137,48 +234,13 @@ class BenchCLI(LightningCLI):
         if model.label_names:
             arrays["label_names"] = np.asarray(model.label_names)
         dm = self.datamodule
-        record = self.config["predict"]["record"]
+        record = self.config["predict"]["record"]  # the RunRecorder's options
         rank = f".rank{self.trainer.global_rank}" if self.trainer.world_size > 1 else ""
         name = f"{record.row or type(model).__name__}-{getattr(dm, 'dataset_name', 'data')}{getattr(dm, 'year', '') or ''}{rank}.npz"
         path = Path(record.predictions_dir) / name.replace(" ", "_").replace("/", "_")
         with atomic_open(path, "wb") as handle:
             np.savez_compressed(handle, **arrays)
         print(f"fashionbench: wrote {path} ({len(order)} images); score it with: fashionbench score {path}")
-
-    # --------------------------------------------------------------------- records
-    def _write_record(self, model: MultiLabelModule, started: str, wall_s: float) -> None:
-        if not self.trainer.is_global_zero:
-            return
-        self._dump_config()
-        config = self.config_dump
-        record_cfg = config.get("record") or {}
-        dm = self.datamodule
-        name = record_cfg.get("model") or type(model).__name__
-        backbone = getattr(model, "hparams", {}).get("backbone")
-        year = getattr(dm, "year", None)
-        record = {
-            "paper": record_cfg.get("paper"),
-            "table": record_cfg.get("table"),
-            "row": record_cfg.get("row"),
-            "model": f"{name} [{backbone}]" if backbone else name,
-            "dataset": f"{dm.dataset_name}{year or ''}",
-            "task": dm.task,
-            "split": dm.test_split,
-            "metrics": model.test_results,
-            "label_names": model.label_names,
-            "data_source": "synthetic" if dm.is_synthetic else "real",
-            "config": config,
-            "config_sha": config_sha(config),
-            "git_sha": git_sha(Path(__file__).resolve().parent),
-            "seed": config.get("seed_everything"),
-            "started": started,
-            "wall_s": round(wall_s, 3),
-            "hardware": describe_hardware(self.trainer.accelerator.__class__.__name__.replace("Accelerator", "").lower(), self.trainer.num_devices),
-            "n_train": dm.n_train,
-            "n_test": dm.n_test,
-        }
-        path = write_record(record, record_cfg.get("runs_dir") or "results/runs")
-        print(f"fashionbench: wrote run record {path}")
 
 
 def run_cli(args: list[str] | None) -> None:

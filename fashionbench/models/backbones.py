@@ -17,6 +17,27 @@ from torch import nn
 from fashionbench.errors import InputError
 
 
+#: Set while a model is built whose weights all come from a checkpoint (``--ckpt_path``,
+#: ``init_from`` of the whole model): no pretrained weights are downloaded or read then.
+_WEIGHTS_FROM_CHECKPOINT = False
+
+
+class weights_from_checkpoint:
+    """Context manager: backbones built inside it skip their pretrained weights, because a
+    checkpoint loaded right after supplies every weight (offline-safe ``test --ckpt_path``)."""
+
+    def __init__(self, active: bool = True) -> None:
+        self.active = active
+
+    def __enter__(self) -> None:
+        global _WEIGHTS_FROM_CHECKPOINT
+        self.before, _WEIGHTS_FROM_CHECKPOINT = _WEIGHTS_FROM_CHECKPOINT, self.active or _WEIGHTS_FROM_CHECKPOINT
+
+    def __exit__(self, *exc: object) -> None:
+        global _WEIGHTS_FROM_CHECKPOINT
+        _WEIGHTS_FROM_CHECKPOINT = self.before
+
+
 def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
 
@@ -57,6 +78,8 @@ def create_backbone(
     """
     if not timm.is_model(name):
         raise InputError(f"unknown timm model '{name}' (see timm.list_models())")
+    if _WEIGHTS_FROM_CHECKPOINT:
+        pretrained, weights_file = False, None
     if weights_file is not None:
         path = Path(weights_file).expanduser()
         if not path.is_file():
