@@ -32,6 +32,7 @@ Where the URLs come from (format assumptions)
   column is not applied: image-level labels do not depend on it.
 
 A file whose name is not ``.jpg`` (NUS-WIDE) keeps its name; its content is still a JPEG.
+An id listed twice is fetched once, from its first entry.
 
 How a file is fetched
 ---------------------
