@@ -52,7 +52,11 @@ __all__ = [
     "multilabel_metrics",
     "single_label_metrics",
     "EMPTY_CLASS_CONVENTIONS",
+    "PER_CLASS_KEYS",
 ]
+
+#: Keys of :func:`multilabel_metrics` whose value is a per-class list (``None`` = undefined).
+PER_CLASS_KEYS = ("AP", "PR-AUC_per_class")
 
 #: Values of ``empty_class`` (metrics.md "mAP"): leave classes without a known positive
 #: out of the mean, or count them as AP 0.
@@ -562,6 +566,8 @@ def multilabel_metrics(
     (never NaN, so the dict is valid JSON). ``thresholds`` (``[C]``), when given, replaces
     the scalar ``threshold`` in every ``score >= threshold`` test, top-k variants included.
     ``PR-AUC`` is the mean over classes with a positive whatever ``empty_class`` says.
+    Last key: ``PR-AUC_per_class``, the per-class PR-AUC list (``None`` for a class
+    without a known positive), e.g. for per-label tables (the semantic-embedding paper).
     """
     if empty_class not in EMPTY_CLASS_CONVENTIONS:
         raise ValueError(f"empty_class must be one of {EMPTY_CLASS_CONVENTIONS}, got {empty_class!r}")
@@ -582,7 +588,8 @@ def multilabel_metrics(
         knc, knp, hits = counts[k]
         result.update(_counts_to_metrics(knc, knp, ng, suffix=f"@{k}"))
         result.update(_tagging_from_counts(hits, scores.shape[0], k, ng.sum()))
-    return {key: value if key == "AP" else _json_number(value) for key, value in result.items()}
+    result["PR-AUC_per_class"] = [_json_number(v) for v in auc.tolist()]
+    return {key: value if key in PER_CLASS_KEYS else _json_number(value) for key, value in result.items()}
 
 
 def single_label_metrics(scores: Tensor, targets: Tensor, ks: Iterable[int] = (1, 3, 5)) -> dict[str, float | None]:

@@ -26,13 +26,18 @@ class OptimConfig:
     nesterov: bool = False
     betas: tuple[float, float] = (0.9, 0.999)
     backbone_lr_mult: float = 1.0
-    schedule: Literal["constant", "step", "multistep", "cosine", "onecycle"] = "constant"
+    schedule: Literal["constant", "step", "multistep", "cosine", "onecycle", "plateau"] = "constant"
     step_size: int = 30
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
     warmup_epochs: float = 0.0
     min_lr_ratio: float = 0.0
     pct_start: float = 0.2
+    # schedule "plateau": ReduceLROnPlateau, the rate x gamma after `plateau_patience`
+    # epochs without improvement of `plateau_monitor` (stepped per epoch, not per step)
+    plateau_patience: int = 4
+    plateau_monitor: str = "val/loss"
+    plateau_mode: Literal["min", "max"] = "min"
 
 
 def build_optimizer(cfg: OptimConfig, groups: Iterable[dict]) -> torch.optim.Optimizer:
@@ -66,10 +71,22 @@ def lr_factor(cfg: OptimConfig, step: int, steps_per_epoch: float, total_steps: 
     raise ValueError(f"unknown schedule {cfg.schedule!r}")
 
 
+def build_plateau_scheduler(cfg: OptimConfig, optimizer: torch.optim.Optimizer) -> dict:
+    """Lightning's ``lr_scheduler`` dict for ``schedule: plateau``: ``ReduceLROnPlateau``
+    (factor ``gamma``, ``plateau_patience`` epochs) stepped once per epoch on the logged
+    metric ``plateau_monitor``. (Warm-up does not apply to this schedule.)"""
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode=cfg.plateau_mode, factor=cfg.gamma, patience=cfg.plateau_patience
+    )
+    return {"scheduler": scheduler, "monitor": cfg.plateau_monitor, "interval": "epoch", "frequency": 1}
+
+
 def build_scheduler(
     cfg: OptimConfig, optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: float
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """A per-step scheduler for ``cfg.schedule`` (``total_steps`` from the trainer)."""
+    if cfg.schedule == "plateau":
+        raise ValueError("schedule 'plateau' is stepped per epoch on a metric: use build_plateau_scheduler")
     if cfg.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer,

@@ -1,0 +1,2 @@
+"""Paper-specific table layouts, named from a ``paper.yaml`` table as
+``renderer: fashionbench.paper_tables.<paper>:render_table`` (see :mod:`fashionbench.tables`)."""
