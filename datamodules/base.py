@@ -414,11 +414,15 @@ class MultiLabelDataModule(LightningDataModule):
             sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world[0], rank=world[1], shuffle=False)
         return self._loader(dataset, self.eval_batch_size, shuffle=False, sampler=sampler)
 
-    def val_dataloader(self) -> list[DataLoader]:
-        return [self.eval_dataloader("val", s) for s in self.val_sets]
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        """One loader per validation set (a single loader when there is one set)."""
+        loaders = [self.eval_dataloader("val", s) for s in self.val_sets]
+        return loaders[0] if len(loaders) == 1 else loaders
 
-    def test_dataloader(self) -> list[DataLoader]:
-        return [self.eval_dataloader("test", s) for s in self.test_sets]
+    def test_dataloader(self) -> DataLoader | list[DataLoader]:
+        """One loader per test set (a single loader when there is one set)."""
+        loaders = [self.eval_dataloader("test", s) for s in self.test_sets]
+        return loaders[0] if len(loaders) == 1 else loaders
 
     def predict_dataloader(self) -> DataLoader:
         return self.eval_dataloader("test", self.test_sets[0])

@@ -8,13 +8,24 @@ synthetic data in the dataset's real format (``fashionbench synth``, written onc
 without pretrained weights, small inputs, a few epochs) plus the paper's own
 ``benchmarks/<paper>/smoke.yaml`` if it has one; its records say ``data_source:
 synthetic`` and so does the rendered table. Each run is its own process.
+
+Stages: a run entry may carry an ``id``; a later run whose config has
+``init_from: [{checkpoint: "stage:<id>", ...}]`` gets the checkpoint of run ``<id>`` (the
+same seed) from that run's record, so a paper's stages run in order and each hands its
+checkpoint to the next. A run that fails is reported and the others go on (runs that
+need its checkpoint are skipped); the exit code says whether any failed.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -58,30 +69,73 @@ def synthetic_root(dataset: str, year: int | None) -> Path:
     return SYNTH_DIR / f"{dataset}{year or ''}"
 
 
+@dataclass
+class PlannedRun:
+    """One ``fashionbench fit`` of a reproduce target (one config, one seed)."""
+
+    command: list[str]
+    dataset: str
+    year: int | None
+    config: Path
+    seed: int | None
+    run_id: str | None = None
+    label: str = ""
+    needs: dict[int, str] = field(default_factory=dict)  # init_from position -> stage id
+    init_from: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _stage_needs(config_path: Path) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    """The config's ``model.init_args.init_from`` list and which entries name a stage."""
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    init_from = (((config.get("model") or {}).get("init_args") or {}).get("init_from")) or []
+    needs = {i: str(spec["checkpoint"])[len("stage:"):] for i, spec in enumerate(init_from)
+             if isinstance(spec, dict) and str(spec.get("checkpoint", "")).startswith("stage:")}
+    return init_from, needs
+
+
 def run_commands(paper: str, target: str, roots: dict[str, str], seeds: list[int] | None,
-                 runs_dir: str) -> list[tuple[list[str], tuple[str, int | None]]]:
-    """The ``fashionbench fit`` command of every run of the target (one per seed), with
-    the dataset and year it trains on."""
+                 runs_dir: str) -> list[PlannedRun]:
+    """The ``fashionbench fit`` run of every entry of the target (one per seed), in order."""
     spec = load_paper(paper)
     runs = ((spec.get("reproduce") or {}).get(target) or {}).get("runs")
     if not runs:
         raise InputError(f"paper.yaml has no reproduce.{target}.runs", path=spec["_path"])
     smoke_extra = [p for p in (SMOKE_CONFIG, paper_dir(paper) / "smoke.yaml") if p.is_file()]
-    commands = []
+    planned, ids = [], set()
     for run in runs:
         config = paper_dir(paper) / run["config"]
         if not config.is_file():
             raise InputError("config not found", path=config)
         dataset, year = config_dataset(config)
+        init_from, needs = _stage_needs(config)
+        unknown = sorted(set(needs.values()) - ids)
+        if unknown:
+            raise InputError(f"run {run['config']} needs stage(s) {unknown} that no earlier run has as id", path=spec["_path"])
         root = roots.get(dataset)
         base = [sys.executable, "-m", "fashionbench.cli", "fit", "--config", str(config)]
+        extra = list(run.get("args") or [])
         if root is None:
             root = str(synthetic_root(dataset, year))
             base += [arg for p in smoke_extra for arg in ("--config", str(p))]
-        base += ["--data.init_args.root", root, "--record.runs_dir", runs_dir]
+            extra += list(run.get("smoke_args") or [])
+        base += [*map(str, extra), "--data.init_args.root", root, "--record.runs_dir", runs_dir]
         for seed in seeds or [None]:
-            commands.append((base + ([] if seed is None else ["--seed_everything", str(seed)]), (dataset, year)))
-    return commands
+            command = base + ([] if seed is None else ["--seed_everything", str(seed)])
+            planned.append(PlannedRun(command, dataset, year, config, seed, run.get("id"),
+                                      run.get("label") or Path(run["config"]).stem, needs, init_from))
+        if run.get("id"):
+            ids.add(run["id"])
+    return planned
+
+
+def _new_records(runs_dir: Path, before: set[str]) -> list[dict]:
+    out = []
+    for path in sorted(set(map(str, runs_dir.glob("*.json"))) - before):
+        try:
+            out.append(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return out
 
 
 def ensure_synthetic(dataset: str, year: int | None) -> None:
@@ -95,15 +149,48 @@ def ensure_synthetic(dataset: str, year: int | None) -> None:
 
 def reproduce(paper: str, target: str = "table1", roots: dict[str, str] | None = None,
               seeds: list[int] | None = None, runs_dir: str = "results/runs") -> Path:
+    """Run every run of the target in order (stages chained), then render the table.
+    Raises InputError after rendering when any run failed."""
     roots = roots or {}
-    commands = run_commands(paper, target, roots, seeds, runs_dir)
-    for cmd, (dataset, year) in commands:
-        if dataset not in roots:
-            ensure_synthetic(dataset, year)
-        print("fashionbench reproduce:", " ".join(cmd[2:]), flush=True)
-        result = subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        if result.returncode != 0:
-            raise InputError(f"run failed (exit {result.returncode}): {' '.join(cmd[3:])}")
+    planned = run_commands(paper, target, roots, seeds, runs_dir)
+    checkpoints: dict[tuple[str, int | None], str] = {}
+    failed: list[str] = []
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="fashionbench-reproduce-") as tmp:
+        for i, run in enumerate(planned, start=1):
+            elapsed = time.perf_counter() - t0
+            print(f"fashionbench reproduce [{i}/{len(planned)}] {paper} / {run.label}"
+                  f"{'' if run.seed is None else f' seed {run.seed}'} ({elapsed / 60:.1f} min so far)", flush=True)
+            command = list(run.command)
+            if run.needs:
+                missing = [sid for sid in run.needs.values() if (sid, run.seed) not in checkpoints]
+                if missing:
+                    print(f"fashionbench reproduce: skipped {run.label}: stage(s) {missing} did not produce a checkpoint", flush=True)
+                    failed.append(run.label)
+                    continue
+                init_from = [dict(spec) for spec in run.init_from]
+                for position, sid in run.needs.items():
+                    init_from[position]["checkpoint"] = checkpoints[(sid, run.seed)]
+                override = Path(tmp) / f"stage-{i}.yaml"
+                override.write_text(yaml.safe_dump({"model": {"init_args": {"init_from": init_from}}}))
+                command += ["--config", str(override)]
+            if run.dataset not in roots:
+                ensure_synthetic(run.dataset, run.year)
+            print("fashionbench reproduce:", " ".join(command[3:]), flush=True)
+            runs_path = Path(runs_dir)
+            before = set(map(str, runs_path.glob("*.json"))) if runs_path.is_dir() else set()
+            result = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            if result.returncode != 0:
+                print(f"fashionbench reproduce: FAILED (exit {result.returncode}): {run.label}", flush=True)
+                failed.append(run.label)
+                continue
+            if run.run_id:
+                records = [r for r in _new_records(runs_path, before) if r.get("checkpoint")]
+                if records:
+                    checkpoints[(run.run_id, run.seed)] = records[0]["checkpoint"]
     path = render_target(paper, target, runs_dir=runs_dir)
-    print(f"fashionbench: wrote {path}")
+    print(f"fashionbench: wrote {path} ({len(planned) - len(failed)}/{len(planned)} runs ok, "
+          f"{(time.perf_counter() - t0) / 60:.1f} min)")
+    if failed:
+        raise InputError(f"{len(failed)} of {len(planned)} runs failed: {', '.join(failed)}")
     return path
