@@ -2,6 +2,8 @@
 from fashionbench.models.base import EvalConfig, MultiLabelModule
 from fashionbench.models.baseline import Baseline
 from fashionbench.models.cmsg import CMSG
+from fashionbench.models.hmcnf import HierarchicalHMCNF
 from fashionbench.models.optim import OptimConfig
+from fashionbench.models.semantic_embed import CAMGenerator, SemanticEmbedResNeSt
 
-__all__ = ["Baseline", "CMSG", "EvalConfig", "MultiLabelModule", "OptimConfig"]
+__all__ = ["Baseline", "CAMGenerator", "CMSG", "EvalConfig", "HierarchicalHMCNF", "MultiLabelModule", "OptimConfig", "SemanticEmbedResNeSt"]
