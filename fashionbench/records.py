@@ -68,7 +68,12 @@ def describe_hardware(accelerator: str, num_devices: int) -> str:
 
 
 def json_safe(value: Any) -> Any:
-    """Tensors and numpy values to plain Python; NaN/inf to None (JSON has no NaN)."""
+    """Tensors and numpy values to plain Python, dataclasses to dicts, other objects to
+    their ``repr``; NaN/inf to None (JSON has no NaN)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {"class_path": f"{type(value).__module__}.{type(value).__qualname__}", "init_args": dataclasses.asdict(value)}
     if hasattr(value, "tolist"):
         value = value.tolist()
     if isinstance(value, dict):
@@ -77,7 +82,9 @@ def json_safe(value: Any) -> Any:
         return [json_safe(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    return value
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
 
 
 def now_iso() -> str:
