@@ -4,6 +4,7 @@ from fashionbench.models.baseline import Baseline
 from fashionbench.models.cmsg import CMSG
 from fashionbench.models.hmcnf import HierarchicalHMCNF
 from fashionbench.models.optim import OptimConfig
+from fashionbench.models.sdl import SDLZeroShot
 from fashionbench.models.semantic_embed import CAMGenerator, SemanticEmbedResNeSt
 
-__all__ = ["Baseline", "CAMGenerator", "CMSG", "EvalConfig", "HierarchicalHMCNF", "MultiLabelModule", "OptimConfig", "SemanticEmbedResNeSt"]
+__all__ = ["Baseline", "CAMGenerator", "CMSG", "EvalConfig", "HierarchicalHMCNF", "MultiLabelModule", "OptimConfig", "SDLZeroShot", "SemanticEmbedResNeSt"]
