@@ -11,6 +11,7 @@ nothing else needs editing.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -122,8 +123,17 @@ def reader_names() -> list[str]:
 
 
 def get_reader(name: str, **options: Any) -> DatasetReader:
-    """A reader instance for dataset ``name``; InputError listing the known names otherwise."""
-    _import_dataset_modules()
+    """A reader instance for dataset ``name``; InputError listing the known names otherwise.
+
+    Imports only the reader's own module when it is named after the dataset
+    (``nus-wide`` -> ``datamodules/readers/nus_wide.py``), so one reader's dependencies
+    (pandas for Open Images) do not slow every other dataset's start-up."""
+    if name not in _READERS:
+        module = name.replace("-", "_")
+        if module.isidentifier() and importlib.util.find_spec(f"datamodules.readers.{module}") is not None:
+            importlib.import_module(f"datamodules.readers.{module}")
+    if name not in _READERS:
+        _import_dataset_modules()
     if name not in _READERS:
         raise InputError(f"unknown dataset '{name}'; known: {', '.join(sorted(_READERS))}")
     return _READERS[name](**options)

@@ -2,8 +2,9 @@
 
 ``functional`` holds the tensor maths (AP, PR-AUC, threshold, top-k and tagging metrics,
 single-label top-k); ``classes`` holds the ``Metric`` classes used in training loops.
+The classes (and torchmetrics with them) are imported on first use, so ``fashionbench
+score`` loads only the functional core.
 """
-from fashionbench.metrics.classes import MultilabelEvaluator, SingleLabelEvaluator, loggable
 from fashionbench.metrics.functional import (
     EMPTY_CLASS_CONVENTIONS,
     average_precision,
@@ -21,6 +22,17 @@ from fashionbench.metrics.functional import (
     topk_threshold_metrics,
     true_class_rank,
 )
+
+_CLASSES = ("MultilabelEvaluator", "SingleLabelEvaluator", "loggable")
+
+
+def __getattr__(name: str):
+    if name in _CLASSES:
+        from fashionbench.metrics import classes
+
+        return getattr(classes, name)
+    raise AttributeError(f"module 'fashionbench.metrics' has no attribute '{name}'")
+
 
 __all__ = [
     "EMPTY_CLASS_CONVENTIONS",
