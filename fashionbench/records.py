@@ -23,6 +23,9 @@ REQUIRED_KEYS = (
     "paper", "table", "row", "model", "dataset", "task", "split", "metrics", "data_source",
     "config", "config_sha", "git_sha", "seed", "started", "wall_s", "hardware", "n_train", "n_test",
 )
+#: Fields every new record carries (interfaces.md); records written before them load with
+#: these defaults.
+ADDED_KEYS = {"checkpoint": None, "skipped_images": [], "eval_set": None}
 DEFAULT_RUNS_DIR = Path("results/runs")
 
 # Keys of the resolved config that say where or how fast a run happened, not what was
@@ -100,6 +103,7 @@ def write_record(record: dict, runs_dir: str | os.PathLike = DEFAULT_RUNS_DIR) -
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
         raise ValueError(f"run record lacks {missing}")
+    record = {**ADDED_KEYS, **record}
     stamp = record["started"].replace(":", "").replace("-", "")[:15]
     name = f"{stamp}-{_slug(record['paper'] or 'none')}-{_slug(record['model'])}-{_slug(record['dataset'])}-s{record['seed']}-{uuid.uuid4().hex[:6]}.json"
     return write_new_text(Path(runs_dir) / name, json.dumps(json_safe(record), indent=2, sort_keys=True) + "\n")
@@ -118,6 +122,8 @@ def load_records(runs_dir: str | os.PathLike = DEFAULT_RUNS_DIR) -> list[dict]:
         missing = [k for k in REQUIRED_KEYS if k not in record]
         if missing:
             raise InputError(f"run record lacks {', '.join(missing)}", path=path)
+        for key, default in ADDED_KEYS.items():
+            record.setdefault(key, default)
         record["_path"] = str(path)
         records.append(record)
     return records

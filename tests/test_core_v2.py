@@ -294,3 +294,54 @@ def test_label_space_rejects_inconsistent_facts():
         LabelSpace(["a", "b"], vectors=np.zeros((3, 4)))
     space = LabelSpace(["a", "b", "c"], parents=["x", "y", "x"])
     assert space.parent_names == ["x", "y"] and space.parent_index.tolist() == [0, 1, 0]
+
+
+# ----------------------------------------------------------------------------- stage chaining
+def test_reproduce_runs_stages_in_order_and_hands_on_checkpoints(tmp_path, monkeypatch):
+    """Two stages and two seeds: stage 2 of seed s gets stage 1's checkpoint of seed s
+    (read from the run record stage 1 wrote); a failed run is reported, the rest go on."""
+    import subprocess as sp
+
+    import yaml
+
+    import fashionbench.reproduce as reproduce
+    from helpers import make_record
+
+    paper = tmp_path / "benchmarks" / "toy"
+    paper.mkdir(parents=True)
+    data = {"class_path": "datamodules.voc.VOCDataModule", "init_args": {"year": 2007}}
+    (paper / "cam.yaml").write_text(yaml.safe_dump({"model": {"class_path": "x.Cam"}, "data": data}))
+    (paper / "cls.yaml").write_text(yaml.safe_dump({"model": {"class_path": "x.Cls", "init_args": {"init_from": [
+        {"checkpoint": "stage:cam", "target": "generator", "freeze": True}]}}, "data": data}))
+    (paper / "broken.yaml").write_text(yaml.safe_dump({"model": {"class_path": "x.Bad"}, "data": data}))
+    (paper / "paper.yaml").write_text(yaml.safe_dump({"paper": "toy", "tables": {"t": {"columns": ["mAP"]}}, "reproduce": {
+        "table1": {"tables": ["t"], "runs": [{"config": "cam.yaml", "id": "cam"}, {"config": "broken.yaml"}, {"config": "cls.yaml"}]}}}))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(reproduce, "ensure_synthetic", lambda dataset, year: None)
+    calls = []
+
+    def fake_run(command, env=None):
+        calls.append(command)
+        config = command[command.index("--config") + 1]
+        seed = command[command.index("--seed_everything") + 1]
+        runs = Path(command[command.index("--record.runs_dir") + 1])
+        runs.mkdir(exist_ok=True)
+        if config.endswith("broken.yaml"):
+            return sp.CompletedProcess(command, 1)
+        record = make_record(int(seed), 0.5, paper="toy", table="t", row=Path(config).stem,
+                             checkpoint=f"/ckpt/{Path(config).stem}-s{seed}.ckpt")
+        (runs / f"{Path(config).stem}-{seed}.json").write_text(json.dumps(record))
+        if config.endswith("cls.yaml"):
+            overrides = [command[i + 1] for i, a in enumerate(command) if a == "--config" and "stage-" in command[i + 1]]
+            calls[-1] = (command, yaml.safe_load(Path(overrides[0]).read_text()))
+        return sp.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(reproduce.subprocess, "run", fake_run)
+    with pytest.raises(InputError, match="2 of 6 runs failed: broken, broken"):
+        reproduce.reproduce("toy", seeds=[1, 2], runs_dir=str(tmp_path / "runs"))
+    stage2 = [c for c in calls if isinstance(c, tuple)]
+    assert [c[1]["model"]["init_args"]["init_from"] for c in stage2] == [
+        [{"checkpoint": "/ckpt/cam-s1.ckpt", "target": "generator", "freeze": True}],
+        [{"checkpoint": "/ckpt/cam-s2.ckpt", "target": "generator", "freeze": True}],
+    ]
+    assert (tmp_path / "results" / "tables" / "toy_table1.md").is_file()  # rendered despite the failures
