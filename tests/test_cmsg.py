@@ -154,7 +154,7 @@ def test_errors(tmp_path):
 
 
 # ------------------------------------------------------------------------- the configs
-CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
+CONFIGS = sorted(CONFIG_DIR.glob("*.yaml")) + sorted((CONFIG_DIR / "sensitivity").glob("*.yaml"))
 TABLE_CONFIGS = [c for c in CONFIGS if c.name not in ("paper.yaml", "smoke.yaml")]
 
 
@@ -174,7 +174,10 @@ def _import(class_path: str):
 def test_every_table_row_has_a_config():
     names = {c.name for c in TABLE_CONFIGS}
     for expected in ("voc2007_resnet101.yaml", "voc2007_cmsg.yaml", "voc2007_cmsg_no_sga.yaml", "voc2007_cmsg_no_saa.yaml",
-                     "voc2007_cmsg_no_corr.yaml", "voc2012_cmsg.yaml", "coco2014_resnet101.yaml", "coco2014_cmsg.yaml"):
+                     "voc2007_cmsg_no_corr.yaml", "voc2012_cmsg.yaml", "coco2014_resnet101.yaml", "coco2014_cmsg.yaml",
+                     "voc2007_cmsg_star.yaml", "voc2012_cmsg_star.yaml", "voc2007_cmsg_w256.yaml", "voc2007_cmsg_asl_aug.yaml",
+                     "coco2014_cmsg_no_sga.yaml", "coco2014_cmsg_no_saa.yaml", "coco2014_cmsg_no_corr.yaml",
+                     "voc2007_cmsg_heads1.yaml", "voc2007_cmsg_layers4.yaml"):
         assert expected in names
 
 
@@ -191,7 +194,8 @@ def test_config_keys_exist_in_the_classes_they_name(config_path):
     assert set(init["optim"]) <= set(inspect.signature(OptimConfig).parameters)
     data_cls = _import(config["data"]["class_path"])
     assert _accepts(data_cls, config["data"]["init_args"]) == []
-    assert set(config["data"]["init_args"].get("train_transform") or {}) <= set(inspect.signature(build_transform).parameters)
+    for transform in ("train_transform", "eval_transform"):
+        assert set(config["data"]["init_args"].get(transform) or {}) <= set(inspect.signature(build_transform).parameters)
     assert config["record"]["paper"] == "cmsg" and config["record"]["row"]
     if "embeddings" in init:
         assert (REPO / init["embeddings"]).is_file()

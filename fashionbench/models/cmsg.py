@@ -9,13 +9,20 @@ construction it takes):
    ImageNet-pretrained), projected by a 1x1 convolution (a linear map per position) to
    ``hidden_dim`` as Q2L's ``input_proj``; positions get DETR's 2-D sine encoding, added to
    attention keys only (Q2L).
-2. Class-specific features: each label's word vector (GloVe 300-d, the paper's; any file
-   ``fashionbench.embeddings`` reads) pools the spatial features into one feature per class
-   -- SSGRL's semantic decoupling, with a scaled dot-product score in place of SSGRL's
-   low-rank bilinear one (:class:`~fashionbench.layers.SemanticDecoupling`). This is the
-   cross-modality step: text picks the image regions. (The paper is silent on how the
-   class-specific features are first formed; SSGRL is the cited work that forms them from
-   word vectors.)
+2. Class-specific features (the input of SGA). **The paper's construction of these features
+   is lost in our copy**: its feature-extraction and SGA subsections lost their equations
+   (the text keeps "Concretely, the feature [lost] ..." and no more), so how the paper turns
+   the feature map into one feature per class is unknown. **SSGRL-style semantic decoupling
+   fills the gap** (Chen et al., ICCV 2019, Sec. 3.1; the paper's reference [4], which it
+   cites for "a semantic decoupling module to capture the interaction between labels and
+   visual features"): each label's word vector (GloVe 300-d, the paper's; any file
+   ``fashionbench.embeddings`` reads) scores every position of the spatial features and
+   pools them into that label's feature, with a scaled dot-product score in place of
+   SSGRL's low-rank bilinear one (:class:`~fashionbench.layers.SemanticDecoupling`).
+   Consequence for the ablations: this step is itself an attention from the labels to the
+   image positions, so **"w/o SAA" still attends from labels to image positions once** (in
+   the decoupling) -- it drops the SAA cross-attention layers, not every label-to-position
+   attention -- and "w/o SGA" and "w/o SAA" both keep it.
 3. Semantic correlation matrix (paper: SGA module): cosine similarity of the label vectors,
    binarised at ``tau`` and re-weighted with ``p`` as ML-GCN Eq. 7-8 (rows sum to 1, the
    identity kept: :func:`~fashionbench.layers.semantic_correlation`). Computed once from the
@@ -37,7 +44,10 @@ ResNet-101), FFN ``4 x hidden`` (8192), 4 heads, dropout 0.1, post-norm, 2 layer
 (Q2L's 2 decoder layers hold one self- and one cross-attention each). Heads and layers of
 SGA and SAA are separate arguments (the paper's sensitivity study). Ablations (the paper's
 ablation study): ``use_sga=False`` feeds the class-specific features straight to SAA;
-``use_saa=False`` classifies the SGA output; ``use_correlation=False`` runs SGA unmasked.
+``use_saa=False`` classifies the SGA output (the labels still attended to the image positions
+once, in the decoupling of step 2); ``use_correlation=False`` runs SGA unmasked. A smaller
+``hidden_dim`` (e.g. 256, ``benchmarks/cmsg/voc2007_cmsg_w256.yaml``) sizes the head near the
+paper's rival graph models (ML-GCN); ``fashionbench.model_size`` counts parameters and FLOPs.
 The ResNet-101 row is :class:`~fashionbench.models.Baseline`.
 """
 from __future__ import annotations
