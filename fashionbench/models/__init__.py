@@ -6,5 +6,6 @@ from fashionbench.models.hmcnf import HierarchicalHMCNF
 from fashionbench.models.optim import OptimConfig
 from fashionbench.models.sdl import SDLZeroShot
 from fashionbench.models.semantic_embed import CAMGenerator, SemanticEmbedResNeSt
+from fashionbench.models.wdr import WideDeepRecurrent
 
-__all__ = ["Baseline", "CAMGenerator", "CMSG", "EvalConfig", "HierarchicalHMCNF", "MultiLabelModule", "OptimConfig", "SDLZeroShot", "SemanticEmbedResNeSt"]
+__all__ = ["Baseline", "CAMGenerator", "CMSG", "EvalConfig", "HierarchicalHMCNF", "MultiLabelModule", "OptimConfig", "SDLZeroShot", "SemanticEmbedResNeSt", "WideDeepRecurrent"]
