@@ -4,7 +4,9 @@
 free port). Rank 0 gets samples 0-5 (in two updates), rank 1 samples 6-10: 11 samples,
 C = 7. Each rank updates a MultilabelEvaluator and a SingleLabelEvaluator with its shard,
 calls ``compute()`` (which gathers the uneven list states) and writes
-``OUT_DIR/rank{r}.json`` = ``{"multilabel": ..., "single_label": ...}``.
+``OUT_DIR/rank{r}.json`` = ``{"multilabel": ..., "single_label": ..., "seen": ...}``, where
+``seen`` is what the rank itself held before the gather: its rank and world size as
+``torch.distributed`` reports them, the rows of its list states and its hit-count total.
 """
 from __future__ import annotations
 
@@ -46,7 +48,14 @@ def _rank_main(rank: int, world_size: int, out_dir: str) -> None:
         for rows in SHARDS[rank]:
             multilabel.update(data["scores"][rows], data["targets"][rows], data["mask"][rows])
             single_label.update(data["scores"][rows], data["class_ids"][rows])
-        result = {"multilabel": multilabel.compute(), "single_label": single_label.compute()}
+        seen = {
+            "rank": torch.distributed.get_rank(),
+            "world_size": torch.distributed.get_world_size(),
+            "multilabel_rows": sum(int(part.shape[0]) for part in multilabel.scores),
+            "mask_rows": sum(int(part.shape[0]) for part in multilabel.mask),
+            "single_label_total": int(single_label.total),
+        }
+        result = {"multilabel": multilabel.compute(), "single_label": single_label.compute(), "seen": seen}
         with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as handle:
             json.dump(result, handle, allow_nan=False)
     finally:
