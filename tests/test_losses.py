@@ -54,16 +54,40 @@ def test_asl_without_focusing_or_clip_is_bce():
     torch.testing.assert_close(asl_mean(logits, targets), F.binary_cross_entropy_with_logits(logits, targets), rtol=1e-5, atol=1e-6)
 
 
+def asl_by_hand(x: float, y: int, gamma_neg: float, gamma_pos: float, m: float, eps: float = 1e-8) -> float:
+    """Ridnik et al. 2021, Eq. 3-5, written out for one entry (float64, no torch):
+    p = sigmoid(x), p_m = max(p - m, 0), L+ = (1 - p)^gamma+ log p, L- = p_m^gamma- log(1 - p_m),
+    loss = -(y L+ + (1 - y) L-); the logs are taken of max(., eps) as in the paper's code."""
+    p = 1.0 / (1.0 + math.exp(-x))
+    p_m = max(p - m, 0.0)
+    l_pos = (1.0 - p) ** gamma_pos * math.log(max(p, eps))
+    l_neg = p_m ** gamma_neg * math.log(max(1.0 - p_m, eps))
+    return -(y * l_pos + (1 - y) * l_neg)
+
+
+# Hand-picked entries: confident right / wrong positives and negatives, an easy negative below
+# the margin (p = 0.018 < m: no loss), a positive at p = 1.4e-11 (log clamped at eps) and x = 0.
+MASK_LOGITS = [[2.0, -1.0, 0.3, -25.0], [-4.0, 1.5, 0.0, 3.0]]
+MASK_TARGETS = [[1, 0, 1, 1], [0, 0, 1, 0]]
+MASK_KNOWN = [[True, True, False, True], [True, False, True, True]]
+
+
 def test_masked_entries_contribute_nothing():
-    g = torch.Generator().manual_seed(1)
-    logits = torch.randn(4, 6, generator=g, requires_grad=True)
-    targets = (torch.rand(4, 6, generator=g) > 0.5).float()
-    mask = torch.rand(4, 6, generator=g) > 0.3
-    asl = AsymmetricLoss()
+    logits = torch.tensor(MASK_LOGITS, requires_grad=True)
+    targets = torch.tensor(MASK_TARGETS, dtype=torch.float32)
+    mask = torch.tensor(MASK_KNOWN)
+    settings = {"gamma_neg": 4.0, "gamma_pos": 1.0, "m": 0.05}
+    known = [asl_by_hand(MASK_LOGITS[i][j], MASK_TARGETS[i][j], **settings)
+             for i in range(2) for j in range(4) if MASK_KNOWN[i][j]]
+    assert known[3] == 0.0  # x = -4, y = 0: p = 0.018 < m, discarded
+    assert known[2] == pytest.approx(-(1 - 1 / (1 + math.exp(25.0))) * math.log(1e-8), rel=1e-12)  # eps clamp
+    asl = AsymmetricLoss(gamma_neg=4, gamma_pos=1, clip=0.05)
     loss = asl(logits, targets, mask)
-    # same as the loss over the known entries alone
-    expected = asl.per_entry(logits.detach(), targets)[mask].sum()
-    torch.testing.assert_close(loss.detach(), expected)
+    # the default reduction sums the known entries alone; mean divides by their number (6), batch_mean by B = 2
+    assert loss.item() == pytest.approx(sum(known), rel=1e-5)
+    for reduction, divisor in (("mean", 6), ("batch_mean", 2)):
+        reduced = AsymmetricLoss(gamma_neg=4, gamma_pos=1, clip=0.05, reduction=reduction)(logits.detach(), targets, mask)
+        assert reduced.item() == pytest.approx(sum(known) / divisor, rel=1e-5), reduction
     # changing a masked entry's logit or target changes nothing, and it gets no gradient
     logits2, targets2 = logits.detach().clone(), targets.clone()
     logits2[~mask] = 10.0
