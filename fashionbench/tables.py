@@ -97,10 +97,11 @@ def _column_specs(table: dict) -> list[dict]:
     for column in table["columns"]:
         if isinstance(column, str):
             specs.append({"key": column, "metric": column, "dataset": table.get("dataset"),
-                          "label": column[3:] if column.startswith("AP:") else column})
+                          "label": column[3:] if column.startswith("AP:") else column, "task": table.get("task")})
         elif isinstance(column, dict) and column.get("key"):
             specs.append({"key": column["key"], "metric": column.get("metric", column["key"]),
-                          "dataset": column.get("dataset", table.get("dataset")), "label": column.get("label", column["key"])})
+                          "dataset": column.get("dataset", table.get("dataset")), "label": column.get("label", column["key"]),
+                          "task": column.get("task", table.get("task"))})  # a column may name its evaluation set
         else:
             raise InputError(f"bad column {column!r}: a metric name or a mapping with 'key'")
     return specs
@@ -149,6 +150,7 @@ def _ours_rows(table: dict, table_id: str, paper: str, records: list[dict]) -> l
     is one the table's columns ask for."""
     tables = set(table.get("record_tables") or [table_id])
     datasets = _record_datasets(table, _column_specs(table))
+    tasks = {c["task"] for c in _column_specs(table)}
     out = []
     for row in table.get("ours", []):
         name = row["row"]
@@ -156,7 +158,7 @@ def _ours_rows(table: dict, table_id: str, paper: str, records: list[dict]) -> l
             r for r in records
             if r.get("paper") == paper and r.get("table") in tables and r.get("row") == name
             and (datasets is None or r.get("dataset") in datasets)
-            and (table.get("task") is None or r.get("task") == table["task"])
+            and (None in tasks or r.get("task") in tasks)
         ]
         for source in ("real", "synthetic"):
             group = [r for r in matching if r.get("data_source") == source]
@@ -168,7 +170,8 @@ def _ours_rows(table: dict, table_id: str, paper: str, records: list[dict]) -> l
 
 
 def _column_values(group: list[dict], column: dict) -> list[float]:
-    rows = [r for r in group if column["dataset"] is None or r.get("dataset") == column["dataset"]]
+    rows = [r for r in group if (column["dataset"] is None or r.get("dataset") == column["dataset"])
+            and (column.get("task") is None or r.get("task") == column["task"])]
     return [v for v in (metric_value(r, column["metric"]) for r in rows) if v is not None]
 
 
