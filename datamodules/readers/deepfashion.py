@@ -497,7 +497,7 @@ class DeepFashionReader(DatasetReader):
 
     def _full(self, root: Path, task: str) -> _Full:
         root = Path(root)
-        paths = [self.file(root, k) for k in FILES] + ([PATTERNS_FILE] if task == "patterns" else [])
+        paths = self.annotation_files(root, "", None, task)
         return self._memoised(f"task:{task}", paths, lambda: self._build_full(root, task))
 
     def _build_full(self, root: Path, task: str) -> _Full:
