@@ -26,7 +26,7 @@ MARKER_FILE = "fashionbench_synthetic.json"
 #: Bump when the generated content for a given seed changes.
 SYNTH_VERSION = 1
 #: dataset name -> module (under ``datamodules.synth``) with ``write(out, images, seed, **kw)``.
-WRITERS = {"voc": "voc", "coco": "coco", "deepfashion": "deepfashion"}
+WRITERS = {"voc": "voc", "coco": "coco", "deepfashion": "deepfashion", "imaterialist": "imaterialist"}
 DEFAULT_IMAGES = 200
 
 
