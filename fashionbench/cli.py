@@ -6,7 +6,7 @@
     fashionbench synth DATASET --out DIR [--images N] [--seed S] [--year Y]
     fashionbench leaderboard [--runs DIR] [--out DIR]
     fashionbench table PAPER [--target T]
-    fashionbench reproduce PAPER [--target table1] [--root DATASET=DIR ...] [--seeds S ...]
+    fashionbench reproduce PAPER [PAPER ...]|all [--target table1] [--root DATASET=DIR ...] [--seeds S ...]
     fashionbench download imaterialist|nus-wide|open-images --root DIR --split S [--workers N] [--timeout S] [--retries N]
 
 Bad input (``InputError``) prints one line on stderr and exits 2, never a traceback.
@@ -60,9 +60,9 @@ def _cmd_table(args: argparse.Namespace) -> None:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> None:
-    from fashionbench.reproduce import parse_roots, reproduce
+    from fashionbench.reproduce import parse_roots, reproduce_papers
 
-    reproduce(args.paper, args.target, roots=parse_roots(args.root), seeds=args.seeds, runs_dir=args.runs)
+    reproduce_papers(args.paper, args.target, roots=parse_roots(args.root), seeds=args.seeds, runs_dir=args.runs)
 
 
 def _cmd_download(args: argparse.Namespace) -> None:
@@ -118,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default="results/runs")
     p.set_defaults(func=_cmd_table)
 
-    p = sub.add_parser("reproduce", help="run a paper's table configs (synthetic smoke data without --root), then render it")
-    p.add_argument("paper")
+    p = sub.add_parser("reproduce", help="run papers' table configs (synthetic smoke data without --root), then render them")
+    p.add_argument("paper", nargs="+", help="paper name(s) under benchmarks/, or 'all'")
     p.add_argument("--target", default="table1")
     p.add_argument("--root", action="append", default=[], metavar="DATASET=DIR", help="data root per dataset, e.g. voc=/data/voc")
     p.add_argument("--seeds", type=int, nargs="+")

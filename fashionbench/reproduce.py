@@ -147,50 +147,73 @@ def ensure_synthetic(dataset: str, year: int | None) -> None:
         write_synthetic(dataset, out, **({} if year is None else {"year": int(year)}))
 
 
+def paper_names(benchmarks_dir: str | os.PathLike = "benchmarks") -> list[str]:
+    """Every paper with a ``benchmarks/<paper>/paper.yaml``, sorted."""
+    return sorted(p.parent.name for p in Path(benchmarks_dir).glob("*/paper.yaml"))
+
+
 def reproduce(paper: str, target: str = "table1", roots: dict[str, str] | None = None,
               seeds: list[int] | None = None, runs_dir: str = "results/runs") -> Path:
-    """Run every run of the target in order (stages chained), then render the table.
-    Raises InputError after rendering when any run failed."""
+    """Run every run of one paper's target in order (stages chained), then render it."""
+    return reproduce_papers([paper], target, roots, seeds, runs_dir)[0]
+
+
+def reproduce_papers(papers: list[str], target: str = "table1", roots: dict[str, str] | None = None,
+                     seeds: list[int] | None = None, runs_dir: str = "results/runs") -> list[Path]:
+    """Run the target of every paper (``["all"]``: every paper that has it), rendering
+    each table; a failed run is reported and the rest go on. Raises InputError at the end
+    when any run failed (the tables are rendered all the same)."""
     roots = roots or {}
-    planned = run_commands(paper, target, roots, seeds, runs_dir)
-    checkpoints: dict[tuple[str, int | None], str] = {}
+    if papers == ["all"]:
+        papers = [p for p in paper_names() if target in (load_paper(p).get("reproduce") or {})]
+    plans = [(paper, run_commands(paper, target, roots, seeds, runs_dir)) for paper in papers]
+    total = sum(len(planned) for _, planned in plans)
     failed: list[str] = []
-    t0 = time.perf_counter()
+    paths: list[Path] = []
+    t0, done = time.perf_counter(), 0
     with tempfile.TemporaryDirectory(prefix="fashionbench-reproduce-") as tmp:
-        for i, run in enumerate(planned, start=1):
-            elapsed = time.perf_counter() - t0
-            print(f"fashionbench reproduce [{i}/{len(planned)}] {paper} / {run.label}"
-                  f"{'' if run.seed is None else f' seed {run.seed}'} ({elapsed / 60:.1f} min so far)", flush=True)
-            command = list(run.command)
-            if run.needs:
-                missing = [sid for sid in run.needs.values() if (sid, run.seed) not in checkpoints]
-                if missing:
-                    print(f"fashionbench reproduce: skipped {run.label}: stage(s) {missing} did not produce a checkpoint", flush=True)
-                    failed.append(run.label)
-                    continue
-                init_from = [dict(spec) for spec in run.init_from]
-                for position, sid in run.needs.items():
-                    init_from[position]["checkpoint"] = checkpoints[(sid, run.seed)]
-                override = Path(tmp) / f"stage-{i}.yaml"
-                override.write_text(yaml.safe_dump({"model": {"init_args": {"init_from": init_from}}}))
-                command += ["--config", str(override)]
-            if run.dataset not in roots:
-                ensure_synthetic(run.dataset, run.year)
-            print("fashionbench reproduce:", " ".join(command[3:]), flush=True)
-            runs_path = Path(runs_dir)
-            before = set(map(str, runs_path.glob("*.json"))) if runs_path.is_dir() else set()
-            result = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-            if result.returncode != 0:
-                print(f"fashionbench reproduce: FAILED (exit {result.returncode}): {run.label}", flush=True)
-                failed.append(run.label)
-                continue
-            if run.run_id:
-                records = [r for r in _new_records(runs_path, before) if r.get("checkpoint")]
-                if records:
-                    checkpoints[(run.run_id, run.seed)] = records[0]["checkpoint"]
-    path = render_target(paper, target, runs_dir=runs_dir)
-    print(f"fashionbench: wrote {path} ({len(planned) - len(failed)}/{len(planned)} runs ok, "
-          f"{(time.perf_counter() - t0) / 60:.1f} min)")
+        for paper, planned in plans:
+            checkpoints: dict[tuple[str, int | None], str] = {}
+            for run in planned:
+                done += 1
+                label = f"{paper} / {run.label}{'' if run.seed is None else f' seed {run.seed}'}"
+                print(f"fashionbench reproduce [{done}/{total}] {label} ({(time.perf_counter() - t0) / 60:.1f} min so far)", flush=True)
+                if not _execute(run, roots, runs_dir, checkpoints, Path(tmp) / f"stage-{done}.yaml"):
+                    failed.append(label)
+            paths.append(render_target(paper, target, runs_dir=runs_dir))
+            print(f"fashionbench: wrote {paths[-1]}", flush=True)
+    print(f"fashionbench reproduce: {total - len(failed)}/{total} runs ok in {(time.perf_counter() - t0) / 60:.1f} min")
     if failed:
-        raise InputError(f"{len(failed)} of {len(planned)} runs failed: {', '.join(failed)}")
-    return path
+        raise InputError(f"{len(failed)} of {total} runs failed: {', '.join(failed)}")
+    return paths
+
+
+def _execute(run: PlannedRun, roots: dict[str, str], runs_dir: str,
+             checkpoints: dict[tuple[str, int | None], str], override: Path) -> bool:
+    """One run as its own process; True when it succeeded. Fills in the checkpoints of
+    the stages it needs, and records its own when it has an ``id``."""
+    command = list(run.command)
+    if run.needs:
+        missing = [sid for sid in run.needs.values() if (sid, run.seed) not in checkpoints]
+        if missing:
+            print(f"fashionbench reproduce: skipped {run.label}: stage(s) {missing} gave no checkpoint", flush=True)
+            return False
+        init_from = [dict(spec) for spec in run.init_from]
+        for position, sid in run.needs.items():
+            init_from[position]["checkpoint"] = checkpoints[(sid, run.seed)]
+        override.write_text(yaml.safe_dump({"model": {"init_args": {"init_from": init_from}}}))
+        command += ["--config", str(override)]
+    if run.dataset not in roots:
+        ensure_synthetic(run.dataset, run.year)
+    print("fashionbench reproduce:", " ".join(command[3:]), flush=True)
+    runs_path = Path(runs_dir)
+    before = set(map(str, runs_path.glob("*.json"))) if runs_path.is_dir() else set()
+    result = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if result.returncode != 0:
+        print(f"fashionbench reproduce: FAILED (exit {result.returncode}): {run.label}", flush=True)
+        return False
+    if run.run_id:
+        records = [r for r in _new_records(runs_path, before) if r.get("checkpoint")]
+        if records:
+            checkpoints[(run.run_id, run.seed)] = records[0]["checkpoint"]
+    return True

@@ -337,7 +337,7 @@ def test_reproduce_runs_stages_in_order_and_hands_on_checkpoints(tmp_path, monke
         return sp.CompletedProcess(command, 0)
 
     monkeypatch.setattr(reproduce.subprocess, "run", fake_run)
-    with pytest.raises(InputError, match="2 of 6 runs failed: broken, broken"):
+    with pytest.raises(InputError, match="2 of 6 runs failed: toy / broken seed 1, toy / broken seed 2"):
         reproduce.reproduce("toy", seeds=[1, 2], runs_dir=str(tmp_path / "runs"))
     stage2 = [c for c in calls if isinstance(c, tuple)]
     assert [c[1]["model"]["init_args"]["init_from"] for c in stage2] == [
