@@ -201,5 +201,17 @@ def test_config_keys_exist_in_the_classes_they_name(config_path):
         assert (REPO / init["embeddings"]).is_file()
     for callback in config["trainer"].get("callbacks") or []:
         cb_cls = _import(callback["class_path"])
-        assert _accepts(cb_cls, callback.get("init_args", {})) == [] or "kwargs" in inspect.signature(cb_cls.__init__).parameters
+        cb_args = callback.get("init_args") or {}
+        unknown = _accepts(cb_cls, cb_args)
+        from lightning.pytorch.callbacks import EMAWeightAveraging, WeightAveraging
+        from torch.optim.swa_utils import AveragedModel
+
+        if issubclass(cb_cls, WeightAveraging):  # its **kwargs reach torch's AveragedModel, so only its keys are real
+            averaged = set(inspect.signature(AveragedModel.__init__).parameters) - {"self", "model", "avg_fn"}
+            unknown = [k for k in unknown if k not in averaged]
+        assert unknown == [], (callback["class_path"], unknown)
+        built = cb_cls(**cb_args)
+        if issubclass(cb_cls, EMAWeightAveraging):  # decay is used: the EMA step avg(0, 1) = 1 - decay
+            decay = cb_args.get("decay", inspect.signature(cb_cls.__init__).parameters["decay"].default)
+            assert built._kwargs["avg_fn"](torch.tensor(0.0), torch.tensor(1.0), 1).item() == pytest.approx(1 - decay, rel=1e-4)
     assert math.isfinite(init["optim"]["lr"])
