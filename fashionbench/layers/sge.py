@@ -53,8 +53,9 @@ class SpatialGroupEnhance(nn.Module):
         if c % self.groups:
             raise ValueError(f"SGE with {self.groups} groups needs channels divisible by it, got {c}")
         xg = x.reshape(b, self.groups, c // self.groups, h * w)
-        descriptor = xg.mean(dim=3, keepdim=True)  # g: [B, G, C/G, 1]
-        sim = (xg * descriptor).sum(dim=2)  # c_i: [B, G, HW]
+        xf = xg.float()  # statistics in float32 (also under 16-bit mixed precision)
+        descriptor = xf.mean(dim=3, keepdim=True)  # g: [B, G, C/G, 1]
+        sim = (xf * descriptor).sum(dim=2)  # c_i: [B, G, HW]
         sim = sim - sim.mean(dim=2, keepdim=True)
         if h * w > 1:
             sim = sim / (sim.std(dim=2, keepdim=True) + self.eps)  # unbiased std, as torch.std in the official code
@@ -63,7 +64,7 @@ class SpatialGroupEnhance(nn.Module):
         attention = sim.view(b, self.groups, 1, h * w) * self.weight.view(1, self.groups, 1, 1) + self.bias.view(
             1, self.groups, 1, 1
         )
-        return (xg * torch.sigmoid(attention)).reshape(b, c, h, w)
+        return (xg * torch.sigmoid(attention).to(x.dtype)).reshape(b, c, h, w)
 
     def extra_repr(self) -> str:
         return f"groups={self.groups}, eps={self.eps}"

@@ -79,20 +79,34 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:+.2f}%"
+    return "—" if value is None else f"{round(100 * value, 2) + 0.0:+.2f}%"  # + 0.0: no "-0.00%"
 
 
 def _signed(value: float | None, digits: int = 3) -> str:
-    return "—" if value is None else f"{value:+.{digits}f}"
+    return "—" if value is None else f"{round(value, digits) + 0.0:+.{digits}f}"
 
 
-def _header(table: dict, table_id: str) -> list[str]:
+def _printed(value: float) -> str:
+    """A paper's signed difference with its printed decimals (at least 3: YAML drops trailing zeros)."""
+    text = repr(float(value))
+    decimals = len(text.split(".")[1]) if "." in text and "e" not in text else 3
+    return f"{value:+.{max(3, decimals)}f}"
+
+
+def _mean_relative(values: dict[str, float | None], reference: dict[str, float | None], columns: list[str]) -> float | None:
+    """Mean over the columns of ``(value - reference) / reference`` (the paper's "average relative decrease")."""
+    changes = [relative_improvement(reference.get(c), values.get(c)) for c in columns]
+    changes = [c for c in changes if c is not None]
+    return statistics.fmean(changes) if changes else None
+
+
+def _header(table: dict, table_id: str, extra: str | None = None) -> list[str]:
     columns = list(table["columns"])
     return [
         f"### {table.get('title', table_id)}",
         "",
-        "| method | source | " + " | ".join(columns) + " | seeds |",
-        "|---|---|" + "---:|" * len(columns) + "---|",
+        "| method | source | " + " | ".join(columns) + (f" | {extra}" if extra else "") + " | seeds |",
+        "|---|---|" + "---:|" * (len(columns) + bool(extra)) + "---|",
     ]
 
 
@@ -221,41 +235,41 @@ def _render_groups(table_id: str, table: dict, paper: str, records: list[dict], 
 
 def _render_differences(table_id: str, table: dict, paper: str, records: list[dict]) -> tuple[list[str], set[str]]:
     columns = list(table["columns"])
-    lines = _header(table, table_id)
-    reported = table.get("reported", [])
+    lines = _header(table, table_id, extra="mean relative change vs row 1")
     reference: dict[str, float | None] = {}
-    for i, row in enumerate(reported):
+    for i, row in enumerate(table.get("reported", [])):
         values = row["values"]
         if i == 0:
             reference = values
-            cells = [_fmt(values.get(c)) for c in columns]
-        else:
-            cells = []
-            for c in columns:
-                diff, ref = values.get(c), reference.get(c)
-                absolute = None if diff is None or ref is None else ref + diff
-                cells.append("—" if diff is None else f"{diff:+g} ({_fmt(absolute)})")
-        lines.append(_line(row["row"], row["source"], cells))
+            lines.append(_line(row["row"], row["source"], [_fmt(values.get(c)) for c in columns] + ["—"]))
+            continue
+        absolute = {c: None if values.get(c) is None or reference.get(c) is None else reference[c] + values[c] for c in columns}
+        cells = ["—" if values.get(c) is None else f"{_printed(values[c])} ({_fmt(absolute[c])})" for c in columns]
+        lines.append(_line(row["row"], row["source"], cells + [_pct(_mean_relative(absolute, reference, columns))]))
     sources: set[str] = set()
-    ours = table.get("ours", [])
     refs: dict[str, dict[str, float | None]] = {}
-    for i, spec in enumerate(ours):
+    for i, spec in enumerate(table.get("ours", [])):
         name = spec.get("label", spec["row"])
         groups = _records_for(table, paper, spec["row"], records)
         if not groups:
-            lines.append(_no_record(name, columns))
+            lines.append(_no_record(name, columns + ["—"]))
         for source, group in groups:
             sources.add(source)
             values = _values(table, group)
             if i == 0:
                 refs[source] = values
-                cells = [_fmt(values[c]) for c in columns]
+                cells = [_fmt(values[c]) for c in columns] + ["—"]
             else:
                 ref = refs.get(source, {})
                 cells = []
                 for c in columns:
-                    diff = None if values[c] is None or ref.get(c) is None else values[c] - ref[c]
-                    cells.append("—" if values[c] is None else f"{_signed(diff)} ({_fmt(values[c])})" if diff is not None else _fmt(values[c]))
+                    if values[c] is None:
+                        cells.append("—")
+                    elif ref.get(c) is None:
+                        cells.append(_fmt(values[c]))
+                    else:
+                        cells.append(f"{_signed(values[c] - ref[c])} ({_fmt(values[c])})")
+                cells.append(_pct(_mean_relative(values, ref, columns)) if ref else "—")
             lines.append(_line(name, _suite_source(source, group), cells, _seeds(group)))
     return lines, sources
 
