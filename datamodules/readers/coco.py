@@ -10,6 +10,23 @@ ASL). Images without any annotation are left out unless the reader/datamodule op
 ``include_empty=True`` is set (``data summary`` leaves them out). Every label is known
 (no mask).
 
+Zero-shot tasks (COCO 48/17, Bansal et al., ECCV 2018, the split of SDL paper §4.1 and
+Table 2): 48 seen and 17 unseen categories (:data:`COCO_ZSL_SEEN`, :data:`COCO_ZSL_UNSEEN`,
+the lists of ``shared/fixtures/zero_shot_splits/coco_48_17``; the other 15 categories are
+in neither and are dropped), labels in category-id order:
+
+- ``zsl`` / ``gzsl`` on ``train``: the images with at least one seen and no unseen
+  annotation; the 48 seen labels.
+- ``zsl`` on ``val``: the images with at least one unseen annotation; the 17 unseen labels.
+- ``gzsl`` on ``val``: the same images; the 65 seen and unseen labels
+  (``meta["label_seen"]`` marks the seen ones).
+
+Bansal et al. also ship image lists (73,774 train / 6,608 test images, drawn from
+train2014 *and* val2014, as the SDL paper quotes); those lists are not public here, so
+the tasks apply the lists' rule to the split the config names (on the real train2014 /
+val2014 files the counts differ from the paper's; ``data summary coco --task zsl`` prints
+them).
+
 Speed: ``json.load`` of the 450 MB train2014 file dominates; the annotations become two
 numpy arrays (image id, category id) and are mapped to rows/columns with
 ``searchsorted``, without building per-annotation Python objects.
@@ -28,7 +45,22 @@ from datamodules.index import LabelIndex
 from datamodules.registry import DatasetReader, register_reader
 from fashionbench.errors import InputError
 
-__all__ = ["COCOReader", "coco_annotation_file", "json_array_item_line"]
+__all__ = ["COCOReader", "COCO_ZSL_SEEN", "COCO_ZSL_UNSEEN", "coco_annotation_file", "json_array_item_line"]
+
+#: The 48 seen categories of Bansal et al.'s 48/17 split, in category-id order
+#: (``coco_zsl_seen48.txt``; alirezazareian/ovr-cnn @c904af74 ``mscoco_seen_classes.json``).
+COCO_ZSL_SEEN: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "train", "truck", "boat", "bench", "bird", "horse",
+    "sheep", "bear", "zebra", "giraffe", "backpack", "handbag", "suitcase", "frisbee", "skis", "kite",
+    "surfboard", "bottle", "fork", "spoon", "bowl", "banana", "apple", "sandwich", "orange", "broccoli",
+    "carrot", "pizza", "donut", "chair", "bed", "toilet", "tv", "laptop", "mouse", "remote",
+    "microwave", "oven", "toaster", "refrigerator", "book", "clock", "vase", "toothbrush",
+)
+#: The 17 unseen categories, in category-id order (``coco_zsl_unseen17.txt``).
+COCO_ZSL_UNSEEN: tuple[str, ...] = (
+    "airplane", "bus", "cat", "dog", "cow", "elephant", "umbrella", "tie", "snowboard", "skateboard",
+    "cup", "knife", "cake", "couch", "keyboard", "sink", "scissors",
+)
 
 
 def coco_annotation_file(root: Path, split: str, year: int) -> Path:
@@ -156,6 +188,7 @@ class COCOReader(DatasetReader):
     default_year = 2014
     splits = ("train", "val")
     default_split = "train"
+    tasks = ("multilabel", "zsl", "gzsl")
 
     def __init__(self, include_empty: bool = False):
         self.include_empty = bool(include_empty)
@@ -208,12 +241,6 @@ class COCOReader(DatasetReader):
             k = int(np.argmin(found))
             raise src.error("annotations", k, f"unknown category_id {ann_cats[k]}")
 
-        keep = np.ones(image_ids.size, dtype=bool)
-        if not self.include_empty:
-            keep = np.bincount(rows, minlength=image_ids.size) > 0
-        new_row = np.cumsum(keep) - 1  # file order of the kept images
-        kept = np.flatnonzero(keep)
-        folder = f"{split}{year}"
         meta = {
             "root": str(root.resolve()), "year": year, "task": task,
             "include_empty": self.include_empty,
@@ -221,11 +248,48 @@ class COCOReader(DatasetReader):
             "category_ids": sorted_cat_ids.tolist(),
             "crowd_annotations_counted": True,
         }
+        if task == "multilabel":
+            keep = np.ones(image_ids.size, dtype=bool)
+            if not self.include_empty:
+                keep = np.bincount(rows, minlength=image_ids.size) > 0
+        else:
+            keep, rows, cols, label_names = self._zero_shot(src, split, task, label_names, rows, cols, image_ids.size, meta)
+        new_row = np.cumsum(keep) - 1  # file order of the kept images
+        kept = np.flatnonzero(keep)
+        entry = keep[rows]
+        folder = f"{split}{year}"
         return LabelIndex.from_pairs(
             "coco", split, label_names,
             [f"{folder}/{file_names[i]}" for i in kept], [str(image_ids[i]) for i in kept],
-            new_row[rows], cols, known_by_default=True, meta=meta,
+            new_row[rows[entry]], cols[entry], known_by_default=True, meta=meta,
         )
+
+    @staticmethod
+    def _zero_shot(src: _COCOFile, split: str, task: str, label_names: list[str], rows: np.ndarray,
+                   cols: np.ndarray, n_images: int, meta: dict[str, Any]):
+        """The 48/17 images and labels of ``task`` on ``split`` (see the module docstring)."""
+        missing = [c for c in COCO_ZSL_SEEN + COCO_ZSL_UNSEEN if c not in label_names]
+        if missing:
+            raise InputError(f"the COCO 48/17 split needs category '{missing[0]}', which the file lacks", path=src.path)
+        seen_set, unseen_set = set(COCO_ZSL_SEEN), set(COCO_ZSL_UNSEEN)
+        is_seen = np.array([n in seen_set for n in label_names])
+        is_unseen = np.array([n in unseen_set for n in label_names])
+        has_seen = np.bincount(rows[is_seen[cols]], minlength=n_images) > 0
+        has_unseen = np.bincount(rows[is_unseen[cols]], minlength=n_images) > 0
+        if split == "train":
+            keep, wanted = has_seen & ~has_unseen, is_seen
+        else:
+            keep, wanted = has_unseen, (is_unseen if task == "zsl" else is_seen | is_unseen)
+        new_col = np.cumsum(wanted) - 1  # category-id order kept
+        entry = wanted[cols]
+        names = [n for n, w in zip(label_names, wanted) if w]
+        meta.update(
+            zero_shot_split="COCO 48/17 (Bansal et al. 2018)",
+            category_ids=[c for c, w in zip(meta["category_ids"], wanted) if w],
+            label_seen=[n in seen_set for n in names],
+            images_with_seen=int(has_seen.sum()), images_with_unseen=int(has_unseen.sum()),
+        )
+        return keep, rows[entry], new_col[cols[entry]], names
 
 
 # --------------------------------------------------------------------------- datamodule

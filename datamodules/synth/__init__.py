@@ -27,6 +27,7 @@ MARKER_FILE = "fashionbench_synthetic.json"
 SYNTH_VERSION = 1
 #: dataset name -> module (under ``datamodules.synth``) with ``write(out, images, seed, **kw)``.
 WRITERS = {"voc": "voc", "coco": "coco", "deepfashion": "deepfashion", "imaterialist": "imaterialist"}
+WRITERS.update({"nus-wide": "nus_wide", "open-images": "open_images"})
 DEFAULT_IMAGES = 200
 
 
