@@ -110,6 +110,21 @@ def test_crlf_quotes_bom_column_order_and_no_final_newline(oi_root):
     assert s["images"] == 3 and by_label(s, AIRPLANE) == (2, 1) and by_label(s, FAUNA) == (1, 2)
 
 
+def test_missing_images_reported_and_dropped(oi_root, tmp_path):
+    folder = oi_root / "images" / "train"
+    folder.mkdir(parents=True)
+    (folder / f"{IMAGE_2}.jpg").write_bytes(b"")
+    s = summarize("open-images", oi_root, task="gzsl")
+    assert s["missing_images"] == [f"images/train/{IMAGE_1}.jpg", f"images/train/{IMAGE_4}.jpg"]
+    reader = get_reader("open-images", drop_missing_images=True)
+    assert folder in reader.annotation_files(oi_root, "train", None, "gzsl")
+    index = load_index(reader, oi_root, "train", None, "gzsl", cache_dir=tmp_path / "cache")
+    assert index.image_ids == [IMAGE_2] and index.meta["missing_images"] == 2 and index.meta["listed_images"] == 3
+    assert index.dense_targets(0)[0, TRAINABLE.index(AIRPLANE)] == 1 and index.dense_mask().sum() == 2
+    (folder / f"{IMAGE_4}.jpg").write_bytes(b"")  # a new file changes the folder: rebuilt
+    assert load_index(reader, oi_root, "train", None, "gzsl", cache_dir=tmp_path / "cache").image_ids == [IMAGE_2, IMAGE_4]
+
+
 @pytest.mark.parametrize("line, problem", [
     ("000002b66c9c498e,verification,/m/014j1m,0.7", "Confidence must be 0 or 1, got '0.7'"),
     ("000002b66c9c498e,verification,/m/014j1m", "expected 4 comma-separated fields, got 3"),
