@@ -282,3 +282,41 @@ def test_cached_features_replace_the_encoder_and_wide_is_checked():
         model.forward_batch({"image": image}, model.label_space)
     with pytest.raises(InputError, match="has 100 values"):
         model.forward_batch({"image": image, "hog": torch.rand(2, 100)}, model.label_space)
+
+
+@pytest.mark.slow
+def test_fit_chooses_thresholds_on_validation_and_tests_with_them(tmp_path):
+    import json
+
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from datamodules.extras_wide import ColorHistogram, HOGFeatures
+    from datamodules.imaterialist import IMaterialistDataModule
+    from datamodules.synth import write_synthetic
+    from fashionbench.models.wdr import WideDeepRecurrent
+    from fashionbench.thresholds import PerClassThresholds
+
+    root = write_synthetic("imaterialist", tmp_path / "imat", images=60, seed=0)
+    dm = IMaterialistDataModule(
+        root=str(root), holdout_fraction=0.25, num_workers=0, batch_size=8, image_size=32,
+        cache_dir=str(tmp_path / "cache"), extras={"hog": HOGFeatures(size=32), "color_hist": ColorHistogram(bins=4)},
+        train_sampling=LabelFrequencySampling(), test_sets={"validation": {"split": "validation"}, "holdout": {"split": "holdout"}})
+    model = WideDeepRecurrent(backbone="resnet10t", pretrained=False, wide={"hog": 324, "color_hist": 64},
+                              label_space=dm.label_space, embed_dim=4, hidden_dim=8, joint_dim=8, per_class_thresholds=True)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/F1-micro", mode="max")
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[checkpoint], default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=dm)
+    chooser = next(cb for cb in trainer.callbacks if isinstance(cb, PerClassThresholds))
+    thresholds = model.class_thresholds
+    assert thresholds is not None and thresholds.shape == (228,)
+    assert chooser.result.f1_micro >= chooser.result.f1_micro_init
+    stored = json.loads(open(checkpoint.best_model_path.replace(".ckpt", ".thresholds.json")).read())
+    np.testing.assert_array_equal(stored["thresholds"], thresholds.numpy())
+    torch.testing.assert_close(torch.load(checkpoint.best_model_path, weights_only=False)["class_thresholds"], thresholds)
+    model.class_thresholds = None  # the test must find them in the checkpoint
+    trainer.test(model, datamodule=dm, ckpt_path="best")
+    torch.testing.assert_close(model.class_thresholds, thresholds)
+    # validation scored with the chosen thresholds gives the micro-F1 the search reported
+    assert model.eval_results["validation"]["F1-micro"] == pytest.approx(chooser.result.f1_micro, abs=1e-9)
