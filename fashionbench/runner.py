@@ -123,9 +123,14 @@ class RunRecorder(Callback):
                 "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
                 "skipped_images": skipped,
             }
-            missing = getattr(dm.train_index, "meta", {}).get("missing_images") if dm is not None else None
-            if missing is not None:
-                record["missing_images"] = missing
+            if dm is not None:  # listed images absent on disk and left out (URL-distributed datasets)
+                counts = {"train": dm.train_index.meta.get("missing_images")}
+                if eval_set is not None:
+                    counts["test"] = dm.eval_index(eval_set).meta.get("missing_images")
+                if any(v is not None for v in counts.values()):
+                    record["missing_images"] = counts
+            if getattr(pl_module, "threshold_selection", None) is not None:
+                record["threshold_selection"] = pl_module.threshold_selection  # per-class thresholds chosen on validation
             path = write_record(record, self.runs_dir)
             self.written.append(path)
             print(f"fashionbench: wrote run record {path}")
