@@ -23,6 +23,28 @@ and 300 MB resident at 9M images.
 
 The CSV is kept in ``--workdir`` (default ``$TMPDIR/fashionbench-index-bench``) and reused
 by a later run with the same size and seed.
+
+Results, 2026-12-01, the 2-core development machine (24 GB) while heavily shared (load
+average 12-17, so wall times are inflated; the CPU times are the steadier comparison):
+
+    default: 1,600,000 images, 5,332,541 rows (245 MB)
+                     phase |   wall s |    cpu s | peak RSS MB
+           pandas.read_csv |     8.30 |     2.70 |         669
+        index build (read) |    10.27 |     3.33 |         541
+             + cache write |     0.21 |     0.07 |         541
+                 cache hit |    0.017 |    0.005 |          70 (resident after the hit)
+    build/read_csv: wall 1.26x, cpu 1.26x; cache file 79 MB
+
+    --full: 9,000,000 images, 29,997,440 rows (1,375 MB); 8,932,536 images x 7,586 labels
+                     phase |   wall s |    cpu s | peak RSS MB
+           pandas.read_csv |    42.84 |    13.96 |        3444
+        index build (read) |    68.65 |    21.74 |        2290
+             + cache write |     2.43 |     0.82 |        2290
+                 cache hit |    0.008 |    0.004 |          70 (resident after the hit)
+    build/read_csv: wall 1.66x, cpu 1.62x; cache file 442 MB; a batch of 96 made dense 10 ms
+
+All four aims met at both sizes (before this work, on a simulated 9M x 7.6k index: build
+96 s at 5.35 GB peak, cache hit 64 s, a 731 MB npz that could not be memory-mapped).
 """
 from __future__ import annotations
 
