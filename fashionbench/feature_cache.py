@@ -310,7 +310,9 @@ def build_split_cache(
 
     Images come from the datamodule as an eval item would (its ``eval_transform``,
     ``crop_to_box``, ``image_size``, ``on_bad_image``), whatever ``load_images`` says.
-    ``encoder`` is put in eval mode for the build and its previous mode restored.
+    ``encoder`` is put in eval mode for the build and its previous mode restored; the
+    global (CPU) random state is the same afterwards, so a run that builds its cache draws
+    the same dropout masks as one that finds it.
     """
     from torch.utils.data import DataLoader
 
@@ -354,8 +356,9 @@ def build_split_cache(
     print(f"fashionbench: caching {encoder_name} features of {index.dataset} {index.split} "
           f"({len(index)} images) in {stem}.npy", flush=True)
     try:
-        cache = write_feature_cache(encoder, loader, index.image_ids, stem, meta={**fields, "key": key},
-                                    dtype=extra.dtype, device=device)
+        with torch.random.fork_rng(devices=[]):  # building a cache leaves the run's random stream alone
+            cache = write_feature_cache(encoder, loader, index.image_ids, stem, meta={**fields, "key": key},
+                                        dtype=extra.dtype, device=device)
     finally:
         encoder.train(was_training)
     extra.bind(index.split, fields["ids_sha"], manifest)
