@@ -4,9 +4,13 @@ The classes only accumulate; every number comes from the functional core, so a m
 class and ``fashionbench score`` on the same predictions give the same values.
 
 - :class:`MultilabelEvaluator` keeps the scores, targets and mask of every ``update`` as
-  list states with ``dist_reduce_fx="cat"``: under DDP torchmetrics gathers them (shards
-  may have different lengths) and ``compute`` runs the exact maths on all samples, so the
-  result equals a single-process run on the same samples.
+  list states. In one process ``compute`` runs the exact maths on them. Under DDP
+  (``sharded=True``, the default) ``compute`` never gathers the matrices: each rank counts
+  its own rows, receives every rank's entries of its share of the classes (an all-to-all)
+  and ranks those, and the per-class results are gathered
+  (:mod:`fashionbench.metrics.sharded`), so a rank holds its rows and one class shard
+  instead of the whole ``[N, C]`` matrix. ``sharded=False`` keeps torchmetrics' gather of
+  every row (``dist_reduce_fx="cat"``). Both equal a single-process run on the same samples.
 - :class:`SingleLabelEvaluator` keeps per-k hit counts (``dist_reduce_fx="sum"``).
 
 Call ``update`` in the steps and ``compute`` at the end of the epoch. (Calling the metric
@@ -35,6 +39,7 @@ from fashionbench.metrics.functional import (
     multilabel_metrics,
     true_class_rank,
 )
+from fashionbench.metrics.sharded import sharded_multilabel_metrics
 
 __all__ = ["MultilabelEvaluator", "SingleLabelEvaluator", "loggable"]
 
@@ -60,6 +65,10 @@ class MultilabelEvaluator(Metric):
         threshold: ``score >= threshold`` predicts a label (scores are probabilities).
         thresholds: optional per-class thresholds ``[C]``; replace ``threshold`` everywhere.
         empty_class: ``"exclude"`` or ``"zero"``, the mAP convention (metrics.md "mAP").
+        sharded: under DDP, compute by class shards (:mod:`fashionbench.metrics.sharded`:
+            no rank gathers the whole matrix); False = torchmetrics' gather of every row.
+            Either way the result is exact and the same on every rank. A custom
+            ``dist_sync_fn`` always takes torchmetrics' path.
 
     ``update(scores, targets, mask=None)``: ``scores`` ``[B, C]`` float (probabilities;
     apply ``sigmoid`` to logits first), ``targets`` ``[B, C]`` in {0, 1}, ``mask`` ``[B, C]``
@@ -82,9 +91,15 @@ class MultilabelEvaluator(Metric):
         threshold: float = 0.5,
         thresholds: Sequence[float] | Tensor | None = None,
         empty_class: str = "exclude",
+        sharded: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.sharded = bool(sharded)
+        #: the process group of the sync in progress when it is a sharded one (None otherwise)
+        self._sharded_sync: tuple[Any] | None = None
+        #: what this rank held in the last sharded ``compute`` (see ``sharded_multilabel_metrics``)
+        self.last_shard_stats: dict[str, Any] = {}
         if num_labels < 1:
             raise ValueError(f"num_labels must be >= 1, got {num_labels}")
         if empty_class not in EMPTY_CLASS_CONVENTIONS:
@@ -116,8 +131,45 @@ class MultilabelEvaluator(Metric):
         self.targets.append(targets.detach() != 0)
         self.mask.append(torch.ones_like(self.targets[-1]) if mask is None else mask.detach().bool())
 
+    def _sharded_group(self, dist_sync_fn, process_group, distributed_available) -> tuple[Any] | None:
+        """``(group,)`` when this sync should go by class shards, else None."""
+        if not self.sharded or (dist_sync_fn or self.dist_sync_fn) is not None:
+            return None
+        available = distributed_available if distributed_available is not None else self.distributed_available_fn
+        if not (callable(available) and available()):
+            return None
+        group = process_group or self.process_group
+        return (group,) if torch.distributed.get_world_size(group) > 1 else None
+
+    def sync(self, dist_sync_fn=None, process_group=None, should_sync: bool = True, distributed_available=None) -> None:
+        """torchmetrics' sync, except that a sharded one moves nothing here: ``compute`` exchanges
+        class shards itself, and the local states stay as they are (no copy is cached)."""
+        sharded = self._sharded_group(dist_sync_fn, process_group, distributed_available) if should_sync else None
+        if sharded is None:
+            super().sync(dist_sync_fn, process_group, should_sync, distributed_available)
+            return
+        if self._is_synced:
+            from torchmetrics.utilities.exceptions import TorchMetricsUserError
+
+            raise TorchMetricsUserError("The Metric has already been synced.")
+        self._cache = {}  # nothing to restore on unsync: the states were not touched
+        self._is_synced = True
+        self._sharded_sync = sharded
+
+    def unsync(self, should_unsync: bool = True) -> None:
+        super().unsync(should_unsync)
+        if should_unsync:
+            self._sharded_sync = None
+
     def compute(self) -> dict[str, Any]:
         """All metrics on every sample seen (on all ranks): Python floats, None, and the ``AP`` list."""
+        if self._is_synced and self._sharded_sync is not None:
+            self.last_shard_stats = {}
+            return sharded_multilabel_metrics(
+                self.scores, self.targets, self.mask, num_labels=self.num_labels, ks=self.ks,
+                threshold=self.threshold, thresholds=self.thresholds, empty_class=self.empty_class,
+                group=self._sharded_sync[0], stats=self.last_shard_stats, device=self.device,
+            )
         if not (isinstance(self.scores, list) and not self.scores):  # a list, or one tensor after a DDP sync
             scores, targets, mask = (dim_zero_cat(state) for state in (self.scores, self.targets, self.mask))
         else:
