@@ -198,7 +198,7 @@ class PRCurveFigure(_Callback):
 
     @torch.no_grad()
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if dataloader_idx != 0 or getattr(pl_module, "single_label", False):
+        if dataloader_idx != 0 or getattr(pl_module, "single_label", False) or batch["index"].numel() == 0:
             return
         forward_batch = getattr(pl_module, "forward_batch", None)
         with trainer.precision_plugin.forward_context():  # the precision the test step ran in
@@ -214,13 +214,18 @@ class PRCurveFigure(_Callback):
         self._parts.append((batch["index"].detach().cpu(), scores.cpu(), target.detach().cpu() != 0, mask.detach().cpu().bool()))
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
-        if not self._parts:
+        if getattr(pl_module, "single_label", False):
             return
-        index, scores, targets, mask = (torch.cat(x) for x in zip(*self._parts))
+        if self._parts:
+            index, scores, targets, mask = (torch.cat(x) for x in zip(*self._parts))
+        else:  # this rank scored nothing: still take part in the gather
+            c = pl_module.num_labels
+            index, scores = torch.zeros(0, dtype=torch.long), torch.zeros(0, c)
+            targets, mask = torch.zeros(0, c, dtype=torch.bool), torch.zeros(0, c, dtype=torch.bool)
         self._parts = []
         if trainer.world_size > 1:
             index, scores, targets, mask = _gather_uneven(pl_module, (index, scores, targets, mask))
-        if not trainer.is_global_zero:
+        if not trainer.is_global_zero or index.numel() == 0:
             return
         order = torch.argsort(index)
         scores, targets, mask = scores[order].numpy(), targets[order].numpy(), mask[order].numpy()

@@ -177,11 +177,32 @@ def suite_relative_improvements(table: dict, paper: str, records: list[dict]) ->
     return out
 
 
+def _train_frequencies(record: dict) -> list[float] | None:
+    """The training positive rate of each of the record's labels, read from the training
+    split of the data its config names (annotations only, through the index cache); None
+    when that data is not at hand."""
+    try:
+        from datamodules.index import load_index
+
+        data = (record.get("config") or {}).get("data") or {}
+        args = data.get("init_args") or {}
+        dataset = str(data.get("class_path", "")).split(".")[1]
+        index = load_index(dataset, args["root"], args.get("train_split", "train"), args.get("year"), args.get("task"),
+                           args.get("cache_dir"))
+        by_name = dict(zip(index.label_names, index.label_frequencies()))
+        return [float(by_name[n]) for n in record.get("label_names") or []]
+    except Exception:  # noqa: BLE001 - no data here: the caller falls back to the paper's grouping
+        return None
+
+
 def _frequencies(table: dict, group: list[dict]) -> dict[str, float] | None:
-    """Training positive rate per column from a record's ``label_frequencies`` (aligned with
-    its ``label_names``), or None when the record has none."""
+    """Training positive rate per column: a record's ``label_frequencies`` (aligned with its
+    ``label_names``), else computed from the training split its config names; None when
+    neither is available."""
     for record in group:
         freqs, names = record.get("label_frequencies"), record.get("label_names") or []
+        if not (isinstance(freqs, list) and len(freqs) == len(names)):
+            freqs = _train_frequencies(record)
         if isinstance(freqs, list) and len(freqs) == len(names):
             out = {}
             for column in table["columns"]:
@@ -223,7 +244,7 @@ def _render_groups(table_id: str, table: dict, paper: str, records: list[dict], 
             how = f"training positive rate > {100 * threshold:g}%"
         else:
             majority = paper_majority
-            how = "the paper's majority labels (the records carry no label frequencies)"
+            how = "the paper's majority labels (no training label frequencies at hand)"
         a, b = group_means(entry["improvements"], majority)
         group = dict(_records_for(source_table, paper, method_row, records)).get(source, [])
         lines.append(f"| Avg. relative improvement | this suite, {source} data (Table I rows) | {_pct(a)} | {_pct(b)} |"
