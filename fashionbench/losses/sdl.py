@@ -55,8 +55,8 @@ Where this loss departs from the official code, on purpose:
   gradient). A custom autograd function computes the loss (torch's stable ``softplus``)
   and its gradient with respect to the scores (``sigmoid``) in the same pass, the
   per-image sum of the gradient rows as a segment sum (pairs are sorted by image), in
-  chunks of at most
-  ``chunk_elements`` entries, so memory stays bounded for any number of positives.
+  chunks of at most ``chunk_elements`` entries, so memory stays bounded for any number
+  of positives; nothing ``[pairs, C]``-sized is kept for the backward.
   Cost: ``O(Σ|P| · C)``, the same entries the per-image loop touches, with no host
   synchronisation per image (the loop's boolean indexing syncs a GPU once per image).
 
