@@ -16,7 +16,10 @@ paper tables (each row's "params" and "GFLOPs" columns are computed here, never 
   values (e.g. ``(diag <= 0).any()``) still runs on the real numbers.
 
 API: :func:`count_size` (a built module), :func:`config_size` (a LightningCLI config dict,
-as in a run record's ``config``), :func:`record_size` (a run record).
+as in a run record's ``config``), :func:`record_size` (a run record), :func:`record_entry`
+(the ``model_size`` value a record writer may store: ``record["model_size"] =
+record_entry(config, model.label_names)``; the tables read it when present and compute it
+from the record's config otherwise).
 """
 from __future__ import annotations
 
@@ -32,7 +35,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["ModelSize", "count_size", "build_from_config", "config_size", "record_size", "config_image_size"]
+__all__ = ["ModelSize", "count_size", "build_from_config", "config_size", "record_size", "config_image_size",
+           "record_entry"]
 
 # Model arguments that do not change the architecture, or would load or download weights.
 _DROP_ARGS = ("loss", "optim", "evaluation", "init_from")
@@ -188,3 +192,13 @@ def record_size(record: dict) -> ModelSize:
         return ModelSize(params=int(stored["params"]), flops=int(stored["flops"]), image_size=int(stored["image_size"]))
     names = record.get("label_names")
     return config_size(record.get("config") or {}, label_names=names if names else None)
+
+
+def record_entry(config: dict, label_names: list[str] | None = None) -> dict | None:
+    """``ModelSize.as_dict()`` of a resolved config (the run record's ``config``) for the
+    record's ``model_size`` key, or None when the model cannot be sized from its config
+    (never raises: a run must not fail over its size)."""
+    try:
+        return config_size(config, label_names=label_names).as_dict()
+    except Exception:  # noqa: BLE001 - sizing is informative only
+        return None

@@ -8,6 +8,23 @@ A ``paper.yaml`` has ``tables`` (``title``, ``dataset``, ``split``, ``percent``,
 ``reproduce`` targets (``table1: {tables: [...], runs: [{config: ...}]}``) that
 ``fashionbench reproduce`` runs and renders into one file. A table that needs another
 layout names its own ``renderer: module:function`` (called as :func:`render_table` is).
+
+Schema details (all optional; ``benchmarks/cmsg/paper.yaml`` uses each):
+
+- ``columns``: metric names (``mAP``, ``AP:<label>``) of the table's ``dataset``, or mappings
+  ``{key, metric, dataset, label}`` for tables that set two datasets side by side.
+- Reported cells: a number; ``lost`` (the paper has the cell, our copy lost it: rendered
+  "(lost)", never "—", which means "not reported"); ``{value: x, derived: "how"}`` (a value
+  computed from the text: "x†" with a footnote); ``{value: x, source: "sentence"}`` (read
+  from the text); ``{lost: true, delta: d, relative_to: ROW, source: ...}`` (a lost cell whose
+  difference to another row is known: "(lost) = ROW +d").
+- Rows: ``note`` (a numbered footnote on the row name); reported rows' ``config`` (this
+  suite's config of the row, for the size columns).
+- Tables: ``record_tables`` (the ``record.table`` values whose records fill the ``ours`` rows;
+  default the table's id), ``delta_to`` (an ``ours`` row the others are differenced to),
+  ``size: true`` (params and GFLOPs columns, :mod:`fashionbench.model_size`), ``figure``
+  (``{file, x, xlabel}``: a PNG of the headline metric against ``x``, a dotted path into each
+  record's config, written to ``results/figures/``).
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from PIL import Image
 from torch import nn
 
 from datamodules.transforms import MultiScaleCrop, build_transform
-from fashionbench.model_size import build_from_config, config_size, count_size, record_size
+from fashionbench.model_size import build_from_config, config_size, count_size, record_entry, record_size
 from fashionbench.records import write_record
 from fashionbench.tables import render_target
 from helpers import make_record
@@ -344,6 +344,11 @@ def test_record_size_reads_the_records_config(tmp_path):
     assert record_size({**record, "model_size": {"params": 5, "flops": 8, "image_size": 2}}).params == 5
     built = build_from_config(record["config"]["model"], label_names=["cat", "dog", "bird"])
     assert next(built.parameters()).device.type == "meta"
+    # what a record writer may store; the tables read it back unchanged
+    entry = record_entry(record["config"], ["cat", "dog", "bird"])
+    assert entry["params"] == size.params and entry["flops"] == size.flops and entry["macs"] == size.flops // 2
+    assert record_size({**record, "config": {}, "model_size": entry}) == size
+    assert record_entry({"model": {"class_path": "no.such.Model"}, "data": {"init_args": {"image_size": 8}}}) is None
 
 
 # ------------------------------------------------------------------ rendering
@@ -395,3 +400,22 @@ def test_small_width_sits_near_ml_gcns_parameter_count():
     assert abs(small.params - ml_gcn) / ml_gcn < 0.05
     assert full.params - trunk > 200e6  # the width-2048 head the issue measured (about 210 M)
     assert small.image_size == full.image_size == 448
+
+
+def test_rendered_sensitivity_tables_and_figures(tmp_path):
+    runs = tmp_path / "runs"
+    for row, table, heads, value in (("CMSG, 1 head", "sensitivity", 1, 0.50), ("CMSG", "table1", 4, 0.60),
+                                     ("CMSG, 8 heads", "sensitivity", 8, 0.55)):
+        config = _tiny_cmsg_config(tmp_path)
+        config["model"]["init_args"].update(sga_heads=heads, saa_heads=heads, sga_layers=2, saa_layers=2)
+        write_record(make_record(0, value, source="synthetic", row=row, table=table, label_names=["cat", "dog", "bird"],
+                                 config=config), runs)
+    text = render_target("cmsg", "sensitivity", runs_dir=runs, out_dir=tmp_path / "tables",
+                         benchmarks_dir=REPO / "benchmarks").read_text()
+    heads = text.split("### VOC 2007 test: mAP (%) against the number of layers")[0]
+    assert re.search(r"\| CMSG \(paper's sweep\) \[1\] \| .* \| \(lost\) \| — \| — \| — \|", heads)
+    assert "| CMSG, 2 heads | this suite: no run record yet |" in heads
+    assert "![" in heads and "(../figures/cmsg_sensitivity_heads.png)" in heads
+    assert (tmp_path / "figures" / "cmsg_sensitivity_heads.png").read_bytes()[:4] == b"\x89PNG"
+    assert "(figure `cmsg_sensitivity_layers.png`: no run record yet)" not in text  # the 2-layer CMSG run is a point of both
+    assert (tmp_path / "figures" / "cmsg_sensitivity_layers.png").is_file()
