@@ -190,6 +190,8 @@ def write_feature_cache(
     if dtype not in _DTYPES:
         raise InputError(f"feature cache dtype must be one of {sorted(_DTYPES)}, got '{dtype}'")
     stem = Path(stem)
+    if any("\n" in str(i) for i in image_ids):
+        raise InputError("image ids with a newline cannot be cached (ids.txt holds one a line)")
     stem.parent.mkdir(parents=True, exist_ok=True)
     n = len(image_ids)
     fd, tmp_name = tempfile.mkstemp(dir=stem.parent, prefix=f".{stem.name}.", suffix=".npy.tmp")
@@ -224,6 +226,7 @@ def write_feature_cache(
         out.flush()
         shape = list(out.shape[1:])
         del out
+        Path(f"{stem}.json").unlink(missing_ok=True)  # replacing a cache: it is absent, never mixed, meanwhile
         os.replace(tmp, f"{stem}.npy")
     finally:
         tmp.unlink(missing_ok=True)

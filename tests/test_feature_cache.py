@@ -19,8 +19,8 @@ from datamodules.index import LabelIndex
 from datamodules.label_space import LabelSpace
 from datamodules.synth import write_synthetic
 from fashionbench.errors import InputError
-from fashionbench.feature_cache import (CachedFeatures, FeatureCache, FeatureCacheCallback, encoder_fingerprint,
-                                        ids_sha, write_feature_cache)
+from fashionbench.feature_cache import (CachedFeatures, FeatureCache, FeatureCacheCallback, build_split_cache,
+                                        encoder_fingerprint, ids_sha, write_feature_cache)
 from fashionbench.models.hmcnf import HierarchicalHMCNF
 
 HIERARCHY_10 = Path(__file__).resolve().parents[1] / "benchmarks" / "hmcnf" / "hierarchies" / "deepfashion_10.yaml"
@@ -211,3 +211,16 @@ def test_callback_builds_the_caches_and_cached_fit_matches_image_fit(synthetic_d
     assert "image" not in batch and batch["features"].shape == (8, model.num_features)
     manifests = sorted(p.name for p in (tmp_path / "features" / "t").glob("*.json"))
     assert len(manifests) == 3
+
+    # other encoder weights: the stale cache is rebuilt in place (same files, new key and rows)
+    monkeypatch.undo()
+    extra = dm.extras["features"]
+    old = build_split_cache(dm, dm.train_index, extra, model.encoder)
+    changed = copy.deepcopy(model.encoder)
+    with torch.no_grad():
+        next(changed.parameters()).mul_(2.0)
+    new = build_split_cache(dm, dm.train_index, extra, changed)
+    assert new.manifest == old.manifest and new.key != old.key
+    assert new.meta["weights"] == encoder_fingerprint(changed)
+    assert not np.allclose(np.asarray(new.features), np.asarray(old.features))
+    assert sorted(p.name for p in (tmp_path / "features" / "t").glob("*.json")) == manifests
