@@ -27,6 +27,26 @@ VOC_GLOVE = Path(__file__).resolve().parents[1] / "benchmarks" / "cmsg" / "embed
 EPOCHS = 8
 
 
+@pytest.fixture(autouse=True)
+def two_threads_then_restored(monkeypatch):
+    """Trains on 2 threads, then gives later tests back the thread count, the deterministic-
+    algorithms flag (``Trainer(deterministic=True)`` sets it process-wide) and the environment
+    variables that ``seed_everything`` and that flag write."""
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    for name in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "CUBLAS_WORKSPACE_CONFIG"):
+        monkeypatch.setenv(name, "set-by-test")  # registered with monkeypatch even when unset,
+        monkeypatch.delenv(name)                 # so whatever the run writes is undone
+    torch.set_num_threads(2)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    assert torch.get_num_threads() == threads
+
+
 @pytest.fixture(scope="module")
 def synthetic_voc(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth") / "voc"
@@ -70,7 +90,6 @@ def _check(name: str, mAP: float, chance: float) -> None:
 
 
 def test_baseline_learns_synthetic_voc(synthetic_voc, tmp_path):
-    torch.set_num_threads(2)
     pl.seed_everything(0, verbose=False)
     dm = _datamodule(synthetic_voc, tmp_path / "cache")
     model = Baseline(backbone="resnet10t", pretrained=False, **_common(dm))
@@ -78,7 +97,6 @@ def test_baseline_learns_synthetic_voc(synthetic_voc, tmp_path):
 
 
 def test_cmsg_learns_synthetic_voc(synthetic_voc, tmp_path):
-    torch.set_num_threads(2)
     pl.seed_everything(0, verbose=False)
     dm = _datamodule(synthetic_voc, tmp_path / "cache")
     model = CMSG(backbone="resnet10t", pretrained=False, embeddings=str(VOC_GLOVE), hidden_dim=64, **_common(dm))
