@@ -8,7 +8,8 @@ pieces given, possibly none) to
 - ``MultilabelEvaluator(sharded=True)`` (the default), ``update`` per piece, ``compute``;
 - ``MultilabelEvaluator(sharded=False)`` (torchmetrics' gather of every row);
 - ``sharded_multilabel_metrics`` directly with tiny exchange rounds and ranking chunks
-  (many all-to-all rounds with uneven row counts, one class per ranking chunk),
+  (one class per all-to-all round and per ranking chunk, uneven row counts, the pieces
+  sent as they are, not concatenated first),
 
 and writes ``OUT_DIR/<scenario>.rank<r>.json`` with the three results, the rank's shard
 statistics and how often torchmetrics' ``gather_all_tensors`` was called by each path.
@@ -110,7 +111,7 @@ def _rank_main(rank: int, world_size: int, out_dir: str) -> None:
             out["small_rounds"] = sharded_multilabel_metrics(
                 [p["scores"].to(dtype) for p in pieces], [p["targets"] for p in pieces], [p["mask"] for p in pieces],
                 num_labels=spec["c"], group=group, exchange_elements=4 * spec["c"], chunk_elements=spec["n"],
-                stats=stats, **options)
+                stats=stats, compact=False, **options)
             out["small_rounds_stats"] = stats
             with open(os.path.join(out_dir, f"{name}.rank{rank}.json"), "w") as handle:
                 json.dump(out, handle, allow_nan=False)

@@ -6,7 +6,8 @@ classes than ranks, ties, a mask, a class without a positive, per-class threshol
 k > C, both empty-class conventions, float64 rows on one rank. Every rank's result must
 equal sklearn / plain-loop references of specs/metrics.md on all rows, and exactly the
 single-process ``MultilabelEvaluator`` on the same rows; the sharded path must not call
-torchmetrics' gather at all, and each rank must have held N x its share of the classes.
+torchmetrics' gather at all, and each rank must have ranked N x its share of the classes,
+a block of classes at a time.
 """
 from __future__ import annotations
 
@@ -185,5 +186,7 @@ def test_sharded_equals_sklearn_and_single_process(ddp_results, name):
             assert stats["rows_local"] == own_rows and stats["rows_total"] == spec["n"]
             assert stats["classes"] == [start, stop]
             assert stats["shard_entries"] == spec["n"] * (stop - start)  # N x its classes, not N x C
+        # with tiny rounds a rank held one class of N entries at a time
+        assert got["small_rounds_stats"]["block_entries"] == (spec["n"] if stop > start else 0)
     if name == "two_ranks":
         assert got["small_rounds_stats"]["rounds"] > 1  # the exchange really went in rounds

@@ -13,17 +13,24 @@ split into two kinds, and neither needs that:
   (``all_reduce``). Exact: integers.
 - **Ranking** (per-class AP and PR-AUC): a class needs every image's entry, but only its
   own column. The classes are split into ``W`` contiguous shards (sizes differ by at most
-  one); an all-to-all sends each rank the columns of its shard from every rank's rows, so
-  rank ``r`` ends up holding ``[N, C_r]`` and runs the same per-class computation as one
-  process (:func:`~fashionbench.metrics.functional.average_precision_and_pr_auc`). The
-  ``[C_r]`` results are gathered (``all_gather``) in class order.
+  one), rank ``r`` owning ``C_r`` of them. An all-to-all sends each rank the columns of its
+  shard from every rank's rows, and the rank runs the same per-class computation as one
+  process (:func:`~fashionbench.metrics.functional.average_precision_and_pr_auc`) on them.
+  The ``[C_r]`` results are gathered (``all_gather``) in class order.
 
-The all-to-all goes in rounds of about ``exchange_elements`` entries per rank
-(``all_to_all_single``, which gloo and NCCL both support, with uneven splits), and the
-received columns are written straight into the shard, so apart from its own rows (which
-it holds anyway) a rank holds only its shard: ``N × C_r`` scores plus one byte per entry
-(target bit and known bit packed), about 5/6 of its share of the evaluator's state, and
-work buffers of about ``chunk_elements``. Every rank ends with the same dict, equal to
+The all-to-all goes in rounds (``all_to_all_single``, which gloo and NCCL both support,
+with uneven splits): in round ``j`` every rank sends each rank ``r`` all its rows of the
+``j``-th block of ``r``'s classes (``exchange_elements / N`` classes) and receives every
+rank's rows of its own ``j``-th block, ranks that block and drops it. Besides its own rows
+(the evaluator's state, which it holds anyway) a rank holds only one block: ``N`` × the
+block's classes, float32 scores plus one byte per entry (target and known bits packed),
+about ``exchange_elements`` entries, and the ranking's work buffers of about
+``chunk_elements``. The counting happens on the rank's own rows before the exchange, and
+blocks of all ranks are ranked at the same time. Before the exchange, runs of small
+per-batch pieces are concatenated (in place, ~16 MB at a time) so each round costs a few
+Python steps.
+
+Every rank ends with the same dict, equal to
 :func:`~fashionbench.metrics.functional.multilabel_metrics` on all rows in one process:
 integer counts are exact, and each class's AP and PR-AUC are computed by the same code on
 the same values (image order does not change them: ties are grouped by value).
@@ -57,8 +64,12 @@ from fashionbench.metrics.functional import (
 
 __all__ = ["class_shards", "sharded_multilabel_metrics", "DEFAULT_EXCHANGE_ELEMENTS"]
 
-#: Entries of ``[n, C]`` a rank sends per all-to-all round (~40 MB of float32 scores + codes).
-DEFAULT_EXCHANGE_ELEMENTS = 1 << 23
+#: Entries a rank receives per all-to-all round (~20 MB of float32 scores + 1-byte codes;
+#: about as many sent).
+DEFAULT_EXCHANGE_ELEMENTS = 1 << 22
+
+#: Pieces are concatenated up to about this many bytes of scores before the exchange.
+COMPACT_BYTES = 16 << 20
 
 #: Score dtypes the ranks agree on by index (the rest are promoted as ``torch.cat`` would).
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int8,
@@ -76,21 +87,47 @@ def class_shards(num_classes: int, world_size: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def _rows(parts: Sequence[Tensor], starts: Sequence[int], start: int, stop: int) -> Tensor:
-    """Rows ``[start, stop)`` of the virtual concatenation of ``parts`` (copies only those rows)."""
-    pieces = []
-    for part, offset in zip(parts, starts):
-        lo, hi = max(start, offset), min(stop, offset + part.shape[0])
-        if lo < hi:
-            pieces.append(part[lo - offset : hi - offset])
-    return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+def _compact_(lists: Sequence[list], max_bytes: int) -> None:
+    """Concatenate runs of consecutive *small* pieces (under ``max_bytes / 4`` of the first
+    list each; the same rows in every list) into pieces of about ``max_bytes``, in place,
+    freeing the small ones as it goes. Pieces of a few rows (a batch of 32 images is ~1 MB
+    of Open Images scores) would otherwise cost the exchange Python steps per piece and
+    round; larger pieces are left as they are."""
+    first = lists[0]
+    if len(first) < 2:
+        return
+    groups, group, size = [], [], 0
+    for index, piece in enumerate(first):
+        nbytes = piece.numel() * piece.element_size()
+        if nbytes >= max_bytes // 4:  # a large piece stays alone
+            if group:
+                groups.append(group)
+            groups.append([index])
+            group, size = [], 0
+            continue
+        group.append(index)
+        size += nbytes
+        if size >= max_bytes:
+            groups.append(group)
+            group, size = [], 0
+    if group:
+        groups.append(group)
+    if len(groups) == len(first):
+        return
+    for pieces in lists:
+        pieces.reverse()  # pop() from the end = from the front of the original order
+        out = []
+        for group in groups:
+            taken = [pieces.pop() for _ in group]
+            out.append(taken[0] if len(taken) == 1 else torch.cat(taken))
+            del taken
+        pieces.extend(out)
 
 
-def _pack(targets: Tensor, mask: Tensor) -> Tensor:
-    """One uint8 per entry: bit 0 = positive, bit 1 = known."""
-    code = (targets if targets.dtype == torch.bool else targets != 0).to(torch.uint8)
-    code |= mask.to(torch.uint8) << 1
-    return code
+def _pack_into(out: Tensor, targets: Tensor, mask: Tensor) -> None:
+    """``out`` (uint8) = bit 0 positive, bit 1 known, for a (strided) block of bool entries."""
+    out.copy_(targets.view(torch.uint8))
+    out.add_(mask.view(torch.uint8), alpha=2)
 
 
 def sharded_multilabel_metrics(
@@ -108,6 +145,7 @@ def sharded_multilabel_metrics(
     exchange_elements: int = DEFAULT_EXCHANGE_ELEMENTS,
     stats: dict | None = None,
     device: torch.device | str | None = None,
+    compact: bool = True,
 ) -> dict[str, Any]:
     """:func:`~fashionbench.metrics.functional.multilabel_metrics` over every rank's rows.
 
@@ -117,6 +155,8 @@ def sharded_multilabel_metrics(
     same dict on every rank. ``stats``, when given, is filled with what this rank held:
     ``rank``, ``world_size``, ``rows_local``, ``rows_total``, ``classes`` ``[start, stop)``,
     ``shard_entries`` (``rows_total × its classes``), ``rounds`` of the all-to-all.
+    ``compact``: concatenate runs of small pieces of the given lists in place (same rows,
+    same order; see :func:`_compact_`) before the exchange.
     ``device``: where the collectives' tensors live when this rank has no piece (default:
     the pieces' device, else CPU); NCCL needs the rank's CUDA device.
     """
@@ -130,7 +170,10 @@ def sharded_multilabel_metrics(
     if device is None:
         device = scores[0].device if len(scores) else torch.device("cpu")
     device = torch.device(device)
-    parts = [(s, t, m) for s, t, m in zip(scores, targets, mask) if s.shape[0] > 0]
+    if compact and all(isinstance(x, list) for x in (scores, targets, mask)):
+        _compact_((scores, targets, mask), COMPACT_BYTES)
+    parts = [(s, t if t.dtype == torch.bool else t != 0, m.bool())
+             for s, t, m in zip(scores, targets, mask) if s.shape[0] > 0]
     for s, t, m in parts:
         if s.dim() != 2 or s.shape[1] != c or t.shape != s.shape or m.shape != s.shape:
             raise ValueError(f"every piece must be [n, {c}], got {tuple(s.shape)}, {tuple(t.shape)}, {tuple(m.shape)}")
@@ -153,72 +196,73 @@ def sharded_multilabel_metrics(
     thr = threshold if thresholds is None else thresholds
     width = 3 * c + len(ks) * (2 * c + 1)
     counts = torch.zeros(width, dtype=torch.int64, device=device)
+    step = max(1, chunk_elements // max(c, 1))
     for s, t, m in parts:
-        got = _count_pass(s.to(dtype), t, m, thr, ks, True, chunk_elements)
-        flat = [*got["plain"]]
-        for k in ks:
-            knc, knp, hits = got[k]
-            flat += [knc, knp, hits.reshape(1)]
-        counts += torch.cat(flat)
+        for lo in range(0, s.shape[0], s.shape[0] if s.dtype == dtype else step):  # cast a chunk at a time
+            rows_ = slice(lo, lo + (s.shape[0] if s.dtype == dtype else step))
+            got = _count_pass(s[rows_].to(dtype), t[rows_], m[rows_], thr, ks, True, chunk_elements)
+            flat = [*got["plain"]]
+            for k in ks:
+                knc, knp, hits = got[k]
+                flat += [knc, knp, hits.reshape(1)]
+            counts += torch.cat(flat)
     dist.all_reduce(counts, op=dist.ReduceOp.SUM, group=group)
 
-    # 3. all-to-all: this rank receives every rank's rows of its classes, class-major
+    # 3. rounds of all-to-all: in round j every rank sends each rank r all its rows of r's
+    #    j-th block of classes, receives every rank's rows of its own j-th block, ranks it
+    #    and drops it; a rank never holds more than a block of its shard
     shards = class_shards(c, world)
     c0, c1 = shards[rank]
     w = c1 - c0
-    shard_scores = torch.empty((w, n_total), dtype=dtype, device=device)
-    shard_codes = torch.empty((w, n_total), dtype=torch.uint8, device=device)
-    step = max(1, exchange_elements // max(c, 1))
-    rounds = math.ceil(max(rows) / step) if n_total else 0
-    row_offsets = [sum(rows[:s]) for s in range(world)]
-    starts, offset = [], 0
-    for s_, _, _ in parts:
-        starts.append(offset)
-        offset += s_.shape[0]
-    for r in range(rounds):
-        lo, hi = r * step, min((r + 1) * step, n_local)
-        n_send = max(0, hi - lo)
-        if n_send:
-            block_s = _rows([p[0] for p in parts], starts, lo, hi).to(dtype)
-            block_c = _pack(_rows([p[1] for p in parts], starts, lo, hi), _rows([p[2] for p in parts], starts, lo, hi))
-            send_s = torch.cat([block_s[:, a:b].reshape(-1) for a, b in shards])
-            send_c = torch.cat([block_c[:, a:b].reshape(-1) for a, b in shards])
-            del block_s, block_c
-        else:
-            send_s = torch.empty(0, dtype=dtype, device=device)
-            send_c = torch.empty(0, dtype=torch.uint8, device=device)
-        in_splits = [n_send * (b - a) for a, b in shards]
-        got_rows = [max(0, min(step, rows[s] - lo)) for s in range(world)]
-        out_splits = [n * w for n in got_rows]
+    ap_local = torch.full((w,), torch.nan, dtype=torch.float64, device=device)
+    auc_local = ap_local.clone()
+    block = max(1, exchange_elements // max(n_total, 1))  # classes per rank and round
+    rank_chunk = max(1, chunk_elements // max(n_total, 1))  # classes per ranking call
+    rounds = max(math.ceil((b - a) / block) for a, b in shards) if n_total else 0
+    row_offsets = [sum(rows[:s_]) for s_ in range(world)]
+    for j in range(rounds):
+        sel = [(min(a + j * block, b), min(a + (j + 1) * block, b)) for a, b in shards]
+        in_splits = [n_local * (hi - lo) for lo, hi in sel]
+        send_s = torch.empty(sum(in_splits), dtype=dtype, device=device)
+        send_c = torch.empty(sum(in_splits), dtype=torch.uint8, device=device)
+        at = 0
+        for lo, hi in sel:
+            if hi == lo:
+                continue
+            for s, t, m in parts:
+                n = s.shape[0] * (hi - lo)
+                send_s[at : at + n].view(-1, hi - lo).copy_(s[:, lo:hi])
+                _pack_into(send_c[at : at + n].view(-1, hi - lo), t[:, lo:hi], m[:, lo:hi])
+                at += n
+        lo_me, hi_me = sel[rank]
+        wj = hi_me - lo_me
+        out_splits = [n * wj for n in rows]
         recv_s = torch.empty(sum(out_splits), dtype=dtype, device=device)
         recv_c = torch.empty(sum(out_splits), dtype=torch.uint8, device=device)
         dist.all_to_all_single(recv_s, send_s, out_splits, in_splits, group=group)
         dist.all_to_all_single(recv_c, send_c, out_splits, in_splits, group=group)
         del send_s, send_c
+        if not wj:
+            continue
+        block_s = torch.empty((wj, n_total), dtype=dtype, device=device)  # class-major, as the ranking reads it
+        block_c = torch.empty((wj, n_total), dtype=torch.uint8, device=device)
         at = 0
-        for s in range(world):
-            n = got_rows[s]
-            if n and w:
-                col = row_offsets[s] + lo
-                shard_scores[:, col : col + n] = recv_s[at : at + n * w].view(n, w).T
-                shard_codes[:, col : col + n] = recv_c[at : at + n * w].view(n, w).T
-            at += n * w
+        for s_ in range(world):
+            n = rows[s_]
+            block_s[:, row_offsets[s_] : row_offsets[s_] + n] = recv_s[at : at + n * wj].view(n, wj).T
+            block_c[:, row_offsets[s_] : row_offsets[s_] + n] = recv_c[at : at + n * wj].view(n, wj).T
+            at += n * wj
         del recv_s, recv_c
-
-    # 4. AP and PR-AUC of this rank's classes, a chunk of classes at a time
-    ap_local = torch.full((w,), torch.nan, dtype=torch.float64, device=device)
-    auc_local = ap_local.clone()
-    if n_total and w:
-        per = max(1, chunk_elements // n_total)
-        for a in range(0, w, per):
-            b = min(a + per, w)
-            code_t = shard_codes[a:b]
-            positive = (code_t & 1).view(torch.bool)
-            known = (code_t >> 1).view(torch.bool)
-            ap_local[a:b], auc_local[a:b] = average_precision_and_pr_auc(
-                shard_scores[a:b].T, positive.T, known.T, chunk_elements=chunk_elements)
-            del code_t, positive, known
-    del shard_scores, shard_codes
+        # 4. AP and PR-AUC of this block of classes, as one process computes them
+        for a in range(0, wj, rank_chunk):
+            b = min(a + rank_chunk, wj)
+            positive = (block_c[a:b] & 1).view(torch.bool)
+            known = (block_c[a:b] >> 1).view(torch.bool)
+            where = slice(lo_me - c0 + a, lo_me - c0 + b)
+            ap_local[where], auc_local[where] = average_precision_and_pr_auc(
+                block_s[a:b].T, positive.T, known.T, chunk_elements=chunk_elements)
+            del positive, known
+        del block_s, block_c
 
     # 5. every rank's classes, in class order
     w_max = max(b - a for a, b in shards)
@@ -231,7 +275,7 @@ def sharded_multilabel_metrics(
 
     if stats is not None:
         stats.update(rank=rank, world_size=world, rows_local=n_local, rows_total=n_total, classes=[c0, c1],
-                     shard_entries=w * n_total, rounds=rounds)
+                     shard_entries=w * n_total, rounds=rounds, block_entries=min(block, w) * n_total)
 
     # 6. the dict of multilabel_metrics, assembled in the same order from the same pieces
     nc, np_, ng = counts[:c], counts[c : 2 * c], counts[2 * c : 3 * c]
