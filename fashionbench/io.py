@@ -30,6 +30,30 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", *, replace: bool = Tru
         Path(tmp).unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive advisory lock (``flock``) on ``path`` (created if missing) for the block.
+
+    For read-modify-write steps that several processes may run at once (the leaderboard
+    reads every record and rewrites its files): without it, a process that read the
+    records before another's last record appeared could replace the newer output with a
+    stale one. Where ``fcntl`` does not exist (Windows) the block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (replacing it if it exists)."""
     with atomic_open(path) as handle:

@@ -58,7 +58,7 @@ from typing import Any
 import pandas as pd
 
 from fashionbench.errors import InputError
-from fashionbench.io import atomic_write_text
+from fashionbench.io import atomic_write_text, file_lock
 from fashionbench.records import DEFAULT_RUNS_DIR, load_records
 
 GROUP_KEYS = ["model", "dataset", "task", "split", "data_source", "config_sha"]
@@ -145,16 +145,19 @@ def write_leaderboard(runs_dir: str | os.PathLike = DEFAULT_RUNS_DIR, out_dir: s
                       benchmarks_dir: str | os.PathLike = "benchmarks") -> tuple[Path, Path]:
     """``leaderboard.csv`` (per run group) and ``leaderboard.md`` (the front page, then the
     per-run table) under ``out_dir``, plus ``leaderboard_models.csv`` (the front page's cells).
-    Returns the paths of the first two."""
-    records = load_records(runs_dir) if Path(runs_dir).is_dir() else []
-    table = build_leaderboard(records)
+    Returns the paths of the first two. Runs that rebuild it at once take turns (a lock
+    file, ``.leaderboard.lock``): each reads the records and writes all its files before
+    the next reads, so the last rebuild holds every record written before it started."""
     out_dir = Path(out_dir)
-    front = build_front_page(records, benchmarks_dir, size_cache=out_dir / "cache" / "model_size.json")
-    atomic_write_text(out_dir / "leaderboard_models.csv", front_page_frame(front).to_csv(index=False))
-    csv_path = atomic_write_text(out_dir / "leaderboard.csv", table.to_csv(index=False))
-    md = to_markdown(table, len(records))
-    title, _, rest = md.partition("\n")
-    md_path = atomic_write_text(out_dir / "leaderboard.md", "\n".join([title, "", front_page_markdown(front), "## Every run group", rest]))
+    with file_lock(out_dir / ".leaderboard.lock"):
+        records = load_records(runs_dir) if Path(runs_dir).is_dir() else []
+        table = build_leaderboard(records)
+        front = build_front_page(records, benchmarks_dir, size_cache=out_dir / "cache" / "model_size.json")
+        atomic_write_text(out_dir / "leaderboard_models.csv", front_page_frame(front).to_csv(index=False))
+        csv_path = atomic_write_text(out_dir / "leaderboard.csv", table.to_csv(index=False))
+        md = to_markdown(table, len(records))
+        title, _, rest = md.partition("\n")
+        md_path = atomic_write_text(out_dir / "leaderboard.md", "\n".join([title, "", front_page_markdown(front), "## Every run group", rest]))
     return csv_path, md_path
 
 
