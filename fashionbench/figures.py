@@ -17,6 +17,7 @@ writes the figure (and the score file) from a test run's predictions.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def draw_pr_curves(scores, targets, mask=None, label_names: Sequence[str] | None
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.grid(True, alpha=0.3)
-    ax.set_title(title or "Precision-recall curves per label")
+    ax.set_title(textwrap.fill(title or "Precision-recall curves per label", 80), fontsize=10)
     ax.legend(loc="lower left", fontsize=8, framealpha=0.85)
     fig.tight_layout()
     return fig
