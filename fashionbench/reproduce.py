@@ -61,7 +61,7 @@ def config_dataset(config_path: Path) -> tuple[str, int | None]:
     parts = class_path.split(".")
     if len(parts) < 3 or parts[0] != "datamodules":
         raise InputError(f"data.class_path '{class_path}' is not a datamodules.<dataset>.<Class>", path=config_path)
-    return parts[1], (data.get("init_args") or {}).get("year")
+    return parts[1].replace("_", "-"), (data.get("init_args") or {}).get("year")  # module nus_wide -> dataset nus-wide
 
 
 def synthetic_root(dataset: str, year: int | None) -> Path:
