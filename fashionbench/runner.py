@@ -134,6 +134,10 @@ class RunRecorder(Callback):
             path = write_record(record, self.runs_dir)
             self.written.append(path)
             print(f"fashionbench: wrote run record {path}")
+            if any(type(lg).__name__ == "WandbLogger" for lg in trainer.loggers):  # the record mirrored to W&B
+                from fashionbench.wandb_log import log_record
+
+                log_record({**record, "_path": str(path)}, trainer.loggers)
         if skipped:
             print(f"fashionbench: skipped {len(skipped)} bad image(s) (on_bad_image: skip); listed in the record")
 
@@ -210,12 +214,15 @@ class BenchCLI(LightningCLI):
         if wandb_loggers and not os.environ.get("WANDB_MODE") and not _wandb_has_key():
             os.environ["WANDB_MODE"] = "offline"
             print("fashionbench: no W&B API key found; logging to W&B offline (wandb sync later to upload)")
-        for logger in wandb_loggers:  # group runs by dataset, name them by row/model and seed
+        for logger in wandb_loggers:  # project/group (paper)/job_type (dataset)/tags, names by row/model and seed
             init_args = logger.init_args
             data_args = config.data.init_args
             dataset = f"{config.data.class_path.split('.')[-1].replace('DataModule', '').lower()}{data_args.get('year') or ''}"
-            if init_args.get("group") is None:
-                init_args["group"] = dataset
+            from fashionbench.wandb_log import config_dataset_name, wandb_defaults
+
+            for key, value in wandb_defaults(config, config_dataset_name(config.data) or dataset).items():
+                if init_args.get(key) is None:
+                    init_args[key] = value
             if init_args.get("name") is None:
                 label = config.record.row or config.model.class_path.split(".")[-1]
                 init_args["name"] = f"{label} {dataset} s{config.seed_everything}"
