@@ -8,6 +8,8 @@
     fashionbench table PAPER [--target T]
     fashionbench reproduce PAPER [PAPER ...]|all [--target table1] [--root DATASET=DIR ...] [--seeds S ...]
     fashionbench download imaterialist|nus-wide|open-images --root DIR --split S [--workers N] [--timeout S] [--retries N]
+    fashionbench compare [--source auto|wandb|records] [--filter KEY=VALUE ...] [--metric M]   runs side by side
+    fashionbench report [--runs DIR] [--out results]   figures and results/index.html
 
 Bad input (``InputError``) prints one line on stderr and exits 2, never a traceback.
 Heavy imports happen inside each command, so ``score`` and ``data`` start fast.
@@ -63,6 +65,28 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
     from fashionbench.reproduce import parse_roots, reproduce_papers
 
     reproduce_papers(args.paper, args.target, roots=parse_roots(args.root), seeds=args.seeds, runs_dir=args.runs)
+
+
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from fashionbench.compare import write_compare
+
+    table, csv_path, figure, origin = write_compare(args.source, args.runs, args.project, args.entity, args.filter,
+                                                    args.metric, args.group_by, args.out)
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", 200, "display.max_columns", 20, "display.width", 200):
+        print(table.to_string(index=False) if not table.empty else "(no runs)")
+    print(f"fashionbench compare: {len(table)} group(s) from {origin}; wrote {csv_path}" + (f" and {figure}" if figure else ""))
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from fashionbench.report import write_report
+
+    report = write_report(args.runs, args.out, args.benchmarks, args.predictions)
+    print(f"fashionbench: wrote {report.index} ({len(report.figures)} figure(s); "
+          f"{len(report.runs_without_predictions)} run(s) without a predictions file have no PR curves)")
+    for problem in report.failed:
+        print(f"fashionbench report: not drawn: {problem}")
 
 
 def _cmd_download(args: argparse.Namespace) -> None:
@@ -125,6 +149,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+")
     p.add_argument("--runs", default="results/runs")
     p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser("compare", help="runs side by side (W&B when online, else the run records): a table and a figure")
+    p.add_argument("--source", choices=("auto", "wandb", "records"), default="auto")
+    p.add_argument("--runs", default="results/runs")
+    p.add_argument("--project", default="fashionbench")
+    p.add_argument("--entity")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE", help="e.g. paper=cmsg, data_source=real")
+    p.add_argument("--metric", help="default: each run's headline (mAP, top1)")
+    p.add_argument("--group-by", nargs="+", metavar="FIELD", help="default: model dataset task data_source config_sha")
+    p.add_argument("--out", default="results", help="writes OUT/compare.csv and OUT/figures/compare.png")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("report", help="the figures (results/figures/) and the HTML front page (results/index.html)")
+    p.add_argument("--runs", default="results/runs")
+    p.add_argument("--out", default="results")
+    p.add_argument("--benchmarks", default="benchmarks")
+    p.add_argument("--predictions", help="default: OUT/predictions")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("download", help="fetch the images of imaterialist, nus-wide or open-images (resumable)")
     p.add_argument("dataset", help="imaterialist, nus-wide or open-images")
