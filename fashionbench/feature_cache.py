@@ -26,12 +26,12 @@ Three pieces, usable together or alone:
                class_path: fashionbench.feature_cache.CachedFeatures
                init_args: {cache_dir: results/cache/features, name: default}
 
-3. :class:`FeatureCacheCallback` (Lightning): before fit (``on_fit_start``, after
-   ``init_from``) or before a lone test/validate/predict (``setup``), for every
+3. :class:`FeatureCacheCallback` (Lightning): at ``setup`` (before any loader starts its
+   workers; after applying the module's ``init_from``), for every
    :class:`CachedFeatures` extra of the datamodule and every split the run reads (train,
    each ``val_sets``/``test_sets`` entry), builds the cache when it is missing or stale,
    with the module's own frozen encoder (attribute ``encoder_attr``, in eval mode, on the
-   module's device) over the datamodule's images: its ``eval_transform`` (no
+   strategy's device) over the datamodule's images: its ``eval_transform`` (no
    augmentation), ``crop_to_box`` and ``image_size``, even when ``load_images`` is false.
    Then it binds each extra to its files. HMCN-F adds this callback itself
    (``configure_callbacks``); another model adds it to ``trainer.callbacks``::
@@ -406,9 +406,17 @@ class FeatureCacheCallback(_Callback):
     """Builds (when missing or stale) and binds the caches of every :class:`CachedFeatures`
     extra of the trainer's datamodule, with ``getattr(pl_module, encoder_attr)``.
 
-    Fit builds the train, validation and test sets' caches at ``on_fit_start`` (so test
-    after fit reuses them); a lone validate/test/predict builds its own at ``setup``. Under
-    DDP rank 0 builds and the others wait, then every rank binds the same files.
+    It runs at ``setup``: the earliest hook with the trainer, datamodule and module in
+    place, and before anything starts a loader's workers (the optimiser's schedule asks
+    for the number of training steps, which makes Lightning create the train iterator, so
+    prefetching workers start before ``on_fit_start``). The module's ``init_from``
+    (:meth:`MultiLabelModule.apply_init_from`, idempotent) is applied first, so the cache
+    is built with the weights the run trains with; the encoder runs on the strategy's
+    device (``trainer.strategy.root_device``) and goes back where it was. Fit builds the
+    train, validation and test sets' caches (test after fit reuses them); a lone
+    validate/test/predict builds its own (from the encoder as built: a frozen encoder's
+    checkpointed weights are the same). Under DDP rank 0 builds and the others wait, then
+    every rank binds the same files.
 
     Args:
         encoder_attr: the module's frozen encoder (``encoder(images) -> [B, ...]``).
@@ -426,6 +434,8 @@ class FeatureCacheCallback(_Callback):
         extras = _cached_extras(datamodule) if datamodule is not None else []
         if not extras:
             return
+        if stage == "fit" and hasattr(pl_module, "apply_init_from"):
+            pl_module.apply_init_from()  # once; the module's own setup then skips it
         encoder = getattr(pl_module, self.encoder_attr, None)
         if not isinstance(encoder, nn.Module):
             raise InputError(f"FeatureCacheCallback: {type(pl_module).__name__} has no encoder module "
@@ -434,25 +444,29 @@ class FeatureCacheCallback(_Callback):
         indices = _stage_indices(datamodule, stage)
         rank_zero = bool(getattr(trainer, "is_global_zero", True))
         distributed = int(getattr(trainer, "world_size", 1)) > 1
+        strategy = getattr(trainer, "strategy", None)
+        device = getattr(strategy, "root_device", None)
+        home = next(iter(encoder.parameters()), torch.empty(0)).device
 
         def build_all() -> None:
             for extra in extras:
                 for index in indices:
                     cache = build_split_cache(datamodule, index, extra, encoder, batch_size=self.batch_size,
-                                              fingerprint=fingerprint)
+                                              device=device or home, fingerprint=fingerprint)
                     if rank_zero:
                         self.built.append(cache)
 
-        if rank_zero:
-            build_all()
-        if distributed:
-            trainer.strategy.barrier("feature_cache")
-        if not rank_zero:  # finds rank 0's files (same key) and binds them
-            build_all()
+        if device is not None:
+            encoder.to(device)
+        try:
+            if rank_zero:
+                build_all()
+            if distributed:
+                strategy.barrier("feature_cache")
+            if not rank_zero:  # finds rank 0's files (same key) and binds them
+                build_all()
+        finally:
+            encoder.to(home)
 
     def setup(self, trainer: Any, pl_module: nn.Module, stage: str) -> None:
-        if stage != "fit":
-            self._ensure(trainer, pl_module, stage)
-
-    def on_fit_start(self, trainer: Any, pl_module: nn.Module) -> None:
-        self._ensure(trainer, pl_module, "fit")
+        self._ensure(trainer, pl_module, stage)

@@ -21,6 +21,7 @@ from datamodules.synth import write_synthetic
 from fashionbench.errors import InputError
 from fashionbench.feature_cache import (CachedFeatures, FeatureCache, FeatureCacheCallback, build_split_cache,
                                         encoder_fingerprint, ids_sha, write_feature_cache)
+from fashionbench.models import OptimConfig
 from fashionbench.models.hmcnf import HierarchicalHMCNF
 
 HIERARCHY_10 = Path(__file__).resolve().parents[1] / "benchmarks" / "hmcnf" / "hierarchies" / "deepfashion_10.yaml"
@@ -159,9 +160,9 @@ def synthetic_deepfashion(tmp_path_factory) -> Path:
     return write_synthetic("deepfashion", tmp_path_factory.mktemp("df") / "deepfashion", images=48, seed=0)
 
 
-def _datamodule(root: Path, tmp: Path, cached: bool) -> DeepFashionDataModule:
+def _datamodule(root: Path, tmp: Path, cached: bool, workers: int = 0) -> DeepFashionDataModule:
     extras = {"features": CachedFeatures(cache_dir=str(tmp / "features"), name="t")} if cached else None
-    return DeepFashionDataModule(str(root), batch_size=8, num_workers=0, image_size=32, crop_to_box=True,
+    return DeepFashionDataModule(str(root), batch_size=8, num_workers=workers, image_size=32, crop_to_box=True,
                                  train_transform={"hflip": 0.0}, cache_dir=str(tmp / "index"), seed=0,
                                  load_images=not cached, extras=extras)
 
@@ -177,13 +178,15 @@ class _Losses(pl.Callback):
 @pytest.mark.slow
 def test_callback_builds_the_caches_and_cached_fit_matches_image_fit(synthetic_deepfashion, tmp_path, monkeypatch):
     pl.seed_everything(0, verbose=False)
-    dm_plain = _datamodule(synthetic_deepfashion, tmp_path, cached=False)
+    dm_plain = _datamodule(synthetic_deepfashion, tmp_path, cached=False, workers=1)  # same workers, same order
+    # a schedule that needs the number of steps makes Lightning start the train loader's
+    # workers while configuring the optimiser: the cache must exist before that
     model = HierarchicalHMCNF(backbone="resnet10t", pretrained=False, label_space=dm_plain.label_space,
                               hierarchy=str(HIERARCHY_10), embed_dim=16, hidden_dim=16, local_dim=16,
-                              loss_weighting="uncertainty")
+                              loss_weighting="uncertainty", optim=OptimConfig(name="adam", lr=1e-3, schedule="cosine"))
     runs = {}
     for name, cached in (("images", False), ("cached", True)):
-        dm = dm_plain if not cached else _datamodule(synthetic_deepfashion, tmp_path, cached=True)
+        dm = dm_plain if not cached else _datamodule(synthetic_deepfashion, tmp_path, cached=True, workers=1)
         recorder = _Losses()
         trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                              enable_progress_bar=False, enable_model_summary=False, callbacks=[recorder],
