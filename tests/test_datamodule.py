@@ -195,7 +195,7 @@ class Recorder(pl.LightningModule):
 
 if __name__ == "__main__":
     dm = VOCDataModule(sys.argv[1], batch_size=4, num_workers=0, image_size=16, cache_dir=sys.argv[3])
-    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False,
+    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp_fork", logger=False,
                          enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
     trainer.validate(Recorder(), datamodule=dm)
 '''
