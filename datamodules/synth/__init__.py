@@ -28,7 +28,6 @@ SYNTH_VERSION = 1
 #: dataset name -> module (under ``datamodules.synth``) with ``write(out, images, seed, **kw)``.
 WRITERS = {"voc": "voc", "coco": "coco", "deepfashion": "deepfashion", "imaterialist": "imaterialist"}
 WRITERS.update({"nus-wide": "nus_wide", "open-images": "open_images"})
-WRITERS.update({"nus_wide": "nus_wide", "open_images": "open_images"})  # module names: what reproduce.config_dataset gives
 DEFAULT_IMAGES = 200
 
 
