@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 OFFLINE := WANDB_MODE=$${WANDB_MODE:-offline} HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} PYTHONUNBUFFERED=1
 SYNTH  := data/synth
 
-.PHONY: install smoke test test-fast reproduce-table1 leaderboard perf clean
+.PHONY: install smoke test test-fast reproduce-table1 leaderboard perf clean leaderboard-matrix chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,14 @@ smoke: $(STAMP)
 	$(FB) leaderboard
 	@echo "smoke: done; see results/leaderboard.md"
 
-test: $(STAMP)
+# The HTML front page test screenshots results/index.html in headless Chromium (Debian's
+# `chromium`): installed here when absent and apt-get exists (the test skips, saying why, otherwise).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "make: could not install chromium; the headless-Chromium test of results/index.html will be skipped"
+
+test: $(STAMP) chromium
 	$(OFFLINE) $(PY) -m pytest -q
 
 test-fast: $(STAMP)
@@ -39,10 +46,19 @@ test-fast: $(STAMP)
 PAPER ?= all
 reproduce-table1: $(STAMP)
 	$(if $(ROOTS),,$(OFFLINE)) $(FB) reproduce $(PAPER) --target table1 $(foreach r,$(ROOTS),--root $(r)) $(if $(SEEDS),--seeds $(SEEDS)); \
-	status=$$?; $(FB) leaderboard || status=$$?; exit $$status
+	status=$$?; $(FB) leaderboard || status=$$?; $(FB) report || status=$$?; exit $$status
 
+# The leaderboard (results/leaderboard.{md,csv}), then the figures and results/index.html.
 leaderboard: $(STAMP)
 	$(FB) leaderboard
+	$(FB) report
+
+# make leaderboard-matrix [ROOTS=...] [SEEDS=...]: the cross-dataset matrix (benchmarks/matrix/:
+# every model on the datasets its paper did not use; smoke versions on synthetic data without
+# ROOTS), then the leaderboard and the report; a failed run is reported, the rest go on.
+leaderboard-matrix: $(STAMP)
+	$(if $(ROOTS),,$(OFFLINE)) $(FB) reproduce matrix --target matrix $(foreach r,$(ROOTS),--root $(r)) $(if $(SEEDS),--seeds $(SEEDS)); \
+	status=$$?; $(FB) leaderboard || status=$$?; $(FB) report || status=$$?; exit $$status
 
 perf: $(STAMP)
 	$(PY) benchmarks/perf/map_speed.py
