@@ -128,16 +128,6 @@ def run_commands(paper: str, target: str, roots: dict[str, str], seeds: list[int
     return planned
 
 
-def _new_records(runs_dir: Path, before: set[str]) -> list[dict]:
-    out = []
-    for path in sorted(set(map(str, runs_dir.glob("*.json"))) - before):
-        try:
-            out.append(json.loads(Path(path).read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError):
-            continue
-    return out
-
-
 def ensure_synthetic(dataset: str, year: int | None) -> None:
     """Write the synthetic root of ``dataset`` (and year) once; later runs reuse it."""
     from datamodules.synth import MARKER_FILE, write_synthetic
@@ -206,14 +196,16 @@ def _execute(run: PlannedRun, roots: dict[str, str], runs_dir: str,
     if run.dataset not in roots:
         ensure_synthetic(run.dataset, run.year)
     print("fashionbench reproduce:", " ".join(command[3:]), flush=True)
-    runs_path = Path(runs_dir)
-    before = set(map(str, runs_path.glob("*.json"))) if runs_path.is_dir() else set()
-    result = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    written = override.with_suffix(".records")
+    written.unlink(missing_ok=True)
+    result = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1", "FASHIONBENCH_RECORD_LIST": str(written)})
     if result.returncode != 0:
         print(f"fashionbench reproduce: FAILED (exit {result.returncode}): {run.label}", flush=True)
         return False
-    if run.run_id:
-        records = [r for r in _new_records(runs_path, before) if r.get("checkpoint")]
-        if records:
-            checkpoints[(run.run_id, run.seed)] = records[0]["checkpoint"]
+    if run.run_id:  # the checkpoint of the records this very run wrote, whatever else writes to runs_dir
+        paths = written.read_text(encoding="utf-8").split() if written.is_file() else []
+        records = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+        checkpoints_found = [r["checkpoint"] for r in records if r.get("checkpoint")]
+        if checkpoints_found:
+            checkpoints[(run.run_id, run.seed)] = checkpoints_found[0]
     return True

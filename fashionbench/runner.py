@@ -30,6 +30,10 @@ from fashionbench.models.base import MultiLabelModule
 from fashionbench.records import config_sha, describe_hardware, git_sha, json_safe, now_iso, write_record
 
 
+#: When set, every record path a run writes is appended to this file (one a line).
+RECORD_LIST_ENV = "FASHIONBENCH_RECORD_LIST"
+
+
 def _world() -> tuple[int, int]:
     """``(world size, rank)`` of the processes that actually run (1, 0 without a group)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -131,8 +135,13 @@ class RunRecorder(Callback):
                     record["missing_images"] = counts
             if getattr(pl_module, "threshold_selection", None) is not None:
                 record["threshold_selection"] = pl_module.threshold_selection  # per-class thresholds chosen on validation
+            if dm is not None and getattr(dm, "label_space", None) is not None:
+                record["label_frequencies"] = dm.label_space.frequencies  # training positive rates
             path = write_record(record, self.runs_dir)
             self.written.append(path)
+            if os.environ.get(RECORD_LIST_ENV):  # `fashionbench reproduce` learns which records this run wrote
+                with open(os.environ[RECORD_LIST_ENV], "a", encoding="utf-8") as handle:
+                    handle.write(f"{path}\n")
             print(f"fashionbench: wrote run record {path}")
             if any(type(lg).__name__ == "WandbLogger" for lg in trainer.loggers):  # the record mirrored to W&B
                 from fashionbench.wandb_log import log_record

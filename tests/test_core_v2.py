@@ -201,7 +201,7 @@ class TwoPart(MultiLabelModule):
 def test_init_from_loads_a_submodule_offline_and_freezes_it(toy_root, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     dm = toy_dm(toy_root, tmp_path / "cache", test_sets=None, val_split="test", embeddings=None)
-    first = TwoPart(label_space=dm.label_space)
+    first = TwoPart(label_space=dm.label_space, optim=OptimConfig(name="adam", lr=0.01))  # a dataclass in the hparams
     trainer = quiet_trainer(max_epochs=1)
     trainer.fit(first, dm)
     ckpt = tmp_path / "first.ckpt"
@@ -330,7 +330,12 @@ def test_reproduce_runs_stages_in_order_and_hands_on_checkpoints(tmp_path, monke
             return sp.CompletedProcess(command, 1)
         record = make_record(int(seed), 0.5, paper="toy", table="t", row=Path(config).stem,
                              checkpoint=f"/ckpt/{Path(config).stem}-s{seed}.ckpt")
-        (runs / f"{Path(config).stem}-{seed}.json").write_text(json.dumps(record))
+        path = runs / f"{Path(config).stem}-{seed}.json"
+        path.write_text(json.dumps(record))
+        with open(env["FASHIONBENCH_RECORD_LIST"], "a") as handle:  # what the RunRecorder does
+            handle.write(f"{path}\n")
+        decoy = make_record(0, 0.1, paper="other", table="t", row="x", checkpoint="/ckpt/someone-else.ckpt")
+        (runs / f"zz-decoy-{len(calls)}.json").write_text(json.dumps(decoy))  # a concurrent run's record
         if config.endswith("cls.yaml"):
             overrides = [command[i + 1] for i, a in enumerate(command) if a == "--config" and "stage-" in command[i + 1]]
             calls[-1] = (command, yaml.safe_load(Path(overrides[0]).read_text()))

@@ -39,7 +39,7 @@ from datamodules.label_space import LabelSpace
 from fashionbench.errors import InputError
 from fashionbench.losses import MaskedBCEWithLogits, SoftmaxCrossEntropy
 from fashionbench.metrics import MultilabelEvaluator, SingleLabelEvaluator, loggable
-from fashionbench.models.optim import OptimConfig, build_optimizer, build_scheduler
+from fashionbench.models.optim import OptimConfig, build_optimizer, build_plateau_scheduler, build_scheduler
 
 
 @dataclass
@@ -99,7 +99,9 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        # weights only; the suite's own config dataclasses may sit in a checkpoint's hparams
+        with torch.serialization.safe_globals([OptimConfig, EvalConfig, InitFrom]):
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is one line for the user
         raise InputError(f"init_from: cannot read checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]})", path=path) from None
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
@@ -369,6 +371,8 @@ class MultiLabelModule(pl.LightningModule):
 
     def configure_optimizers(self):
         optimizer = build_optimizer(self.optim, self.parameter_groups())
+        if self.optim.schedule == "plateau":  # stepped per epoch on a logged metric
+            return {"optimizer": optimizer, "lr_scheduler": build_plateau_scheduler(self.optim, optimizer)}
         total = self.trainer.estimated_stepping_batches
         if self.optim.schedule == "constant" and self.optim.warmup_epochs == 0:
             return optimizer

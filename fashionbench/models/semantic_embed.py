@@ -47,7 +47,6 @@ from fashionbench.errors import InputError
 from fashionbench.layers.sge import add_sge
 from fashionbench.models.backbones import create_backbone
 from fashionbench.models.base import MultiLabelModule
-from fashionbench.models.optim import build_optimizer, build_plateau_scheduler
 
 __all__ = [
     "CAMNetwork",
@@ -86,15 +85,6 @@ class CAMNetwork(nn.Module):
         return self.cam(self.backbone.forward_features(images))
 
 
-def _plateau_aware_optimizers(module: MultiLabelModule):
-    """``configure_optimizers`` with ``schedule: plateau`` (ReduceLROnPlateau on a logged
-    metric, once per epoch); other schedules go to the base class."""
-    if module.optim.schedule != "plateau":
-        return MultiLabelModule.configure_optimizers(module)
-    optimizer = build_optimizer(module.optim, module.parameter_groups())
-    return {"optimizer": optimizer, "lr_scheduler": build_plateau_scheduler(module.optim, optimizer)}
-
-
 class CAMGenerator(MultiLabelModule):
     """Stage 1: the CAM generator trained as a multi-label classifier (paper §III, Fig. 2).
 
@@ -121,9 +111,6 @@ class CAMGenerator(MultiLabelModule):
 
     def backbone_parameters(self) -> list[nn.Parameter]:
         return list(self.generator.backbone.parameters())
-
-    def configure_optimizers(self):
-        return _plateau_aware_optimizers(self)
 
 
 class SemanticEmbedding(nn.Module):
@@ -281,5 +268,3 @@ class SemanticEmbedResNeSt(MultiLabelModule):
                 stacklevel=2,
             )
 
-    def configure_optimizers(self):
-        return _plateau_aware_optimizers(self)
