@@ -34,7 +34,6 @@ numpy arrays (image id, category id) and are mapped to rows/columns with
 from __future__ import annotations
 
 import json
-import re
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from datamodules.index import LabelIndex
+from datamodules.readers._json import JSONAnnotationFile, json_array_item_line
 from datamodules.registry import DatasetReader, register_reader
 from fashionbench.errors import InputError
 
@@ -67,74 +67,17 @@ def coco_annotation_file(root: Path, split: str, year: int) -> Path:
     return Path(root) / "annotations" / f"instances_{split}{year}.json"
 
 
-# --------------------------------------------------------------------------- error lines
-_WS = re.compile(r"[ \t\n\r]*")
-
-
-def json_array_item_line(text: str, key: str, index: int) -> int | None:
-    """1-based line where item ``index`` of the top-level array ``key`` starts.
-
-    Used on the error path only: walks the top level with ``JSONDecoder.raw_decode``
-    (C speed per value), so it costs about one more parse of the file. None if the
-    document does not have that shape.
-    """
-    decoder = json.JSONDecoder()
-    try:
-        pos = _WS.match(text, 0).end()
-        if text[pos] != "{":
-            return None
-        pos += 1
-        while True:
-            pos = _WS.match(text, pos).end()
-            if text[pos] == "}":
-                return None
-            name, pos = decoder.raw_decode(text, pos)
-            pos = _WS.match(text, pos).end() + 1  # ':'
-            pos = _WS.match(text, pos).end()
-            if name == key and text[pos] == "[":
-                pos += 1
-                for _ in range(index):
-                    pos = _WS.match(text, pos).end()
-                    _, pos = decoder.raw_decode(text, pos)
-                    pos = _WS.match(text, pos).end() + 1  # ','
-                pos = _WS.match(text, pos).end()
-                return text.count("\n", 0, pos) + 1
-            _, pos = decoder.raw_decode(text, pos)
-            pos = _WS.match(text, pos).end()
-            if text[pos] == ",":
-                pos += 1
-    except (ValueError, IndexError):
-        return None
-
-
-class _COCOFile:
-    """One parsed instances file; errors re-read the text to name the offending line."""
+class _COCOFile(JSONAnnotationFile):
+    """One parsed instances file."""
 
     def __init__(self, path: Path):
-        self.path = path
-        try:
-            self.raw = path.read_bytes()
-        except FileNotFoundError:
-            raise InputError("missing annotation file", path=path) from None
-        try:
-            self.doc = json.loads(self.raw)
-        except json.JSONDecodeError as err:
-            raise InputError(f"bad JSON: {err.msg} (column {err.colno})", path=path, line=err.lineno) from None
-        except UnicodeDecodeError as err:
-            raise InputError(f"not UTF-8 ({err.reason})", path=path,
-                             line=self.raw[: err.start].count(b"\n") + 1) from None
-        if not isinstance(self.doc, dict):
-            raise InputError("expected a JSON object with images, annotations and categories", path=path, line=1)
+        super().__init__(path, "images, annotations and categories")
 
     def section(self, key: str) -> list:
         value = self.doc.get(key)
         if not isinstance(value, list):
             raise InputError(f"missing or non-list \"{key}\"", path=self.path, line=1)
         return value
-
-    def error(self, key: str, index: int, problem: str) -> InputError:
-        line = json_array_item_line(self.raw.decode("utf-8"), key, index)
-        return InputError(f"{key}[{index}]: {problem}", path=self.path, line=line)
 
     def int_column(self, key: str, items: list, field: str) -> np.ndarray:
         """``int64`` array of ``item[field]`` for every item (an InputError names a bad one)."""

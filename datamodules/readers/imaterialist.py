@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from datamodules.index import LabelIndex
-from datamodules.readers.coco import json_array_item_line
+from datamodules.readers._json import JSONAnnotationFile
 from datamodules.registry import DatasetReader, register_reader
 from fashionbench.errors import InputError
 
@@ -132,24 +132,11 @@ def holdout_mask(image_ids: list[str], fraction: float, seed: int) -> np.ndarray
 
 
 # --------------------------------------------------------------------------- JSON file
-class _IMatFile:
-    """One parsed iMaterialist JSON; errors re-read the text to name the offending line."""
+class _IMatFile(JSONAnnotationFile):
+    """One parsed iMaterialist JSON."""
 
     def __init__(self, path: Path):
-        self.path = path
-        try:
-            self.raw = path.read_bytes()
-        except FileNotFoundError:
-            raise InputError("missing annotation file", path=path) from None
-        try:
-            self.doc = json.loads(self.raw)
-        except json.JSONDecodeError as err:
-            raise InputError(f"bad JSON: {err.msg} (column {err.colno})", path=path, line=err.lineno) from None
-        except UnicodeDecodeError as err:
-            raise InputError(f"not UTF-8 ({err.reason})", path=path,
-                             line=self.raw[: err.start].count(b"\n") + 1) from None
-        if not isinstance(self.doc, dict):
-            raise InputError("expected a JSON object with \"images\" (and \"annotations\")", path=path, line=1)
+        super().__init__(path, '"images" (and "annotations")')
 
     def section(self, key: str) -> list | None:
         if key not in self.doc:
@@ -164,9 +151,6 @@ class _IMatFile:
         at = text.find(f'"{key}"')
         return text.count("\n", 0, max(at, 0)) + 1
 
-    def error(self, key: str, index: int, problem: str) -> InputError:
-        line = json_array_item_line(self.raw.decode("utf-8"), key, index)
-        return InputError(f"{key}[{index}]: {problem}", path=self.path, line=line)
 
 
 def _id_string(value: Any) -> str | None:
