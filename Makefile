@@ -63,5 +63,11 @@ leaderboard-matrix: $(STAMP)
 perf: $(STAMP)
 	$(PY) benchmarks/perf/map_speed.py
 
+# make bench: every benchmark under benchmarks/perf/ (quick sizes), then results/perf.md
+# (one line per ratio, with the machine and the date; see benchmarks/perf/run_all.py)
+.PHONY: bench
+bench: $(STAMP)
+	$(OFFLINE) $(PY) benchmarks/perf/run_all.py
+
 clean:
 	rm -rf results/runs results/logs results/tables results/predictions results/leaderboard.* $(SYNTH)
