@@ -157,3 +157,43 @@ def test_write_leaderboard_keeps_the_per_run_table_and_adds_the_front_page(tmp_p
 def test_split_model():
     assert split_model("CMSG w/o SGA [resnet101]") == ("CMSG w/o SGA", "resnet101")
     assert split_model("Baseline+ASL") == ("Baseline+ASL", None)
+
+
+def _init_params(class_path):
+    import importlib
+    import inspect
+
+    module, _, name = class_path.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    names = set()
+    for klass in inspect.getmro(cls):
+        if "__init__" in vars(klass):
+            names |= {p.name for p in inspect.signature(klass.__init__).parameters.values()
+                      if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
+    return cls, names
+
+
+def test_matrix_configures_each_model_on_the_other_datasets():
+    """benchmarks/matrix: every planned run's config names real classes and only arguments they
+    take, its records land on a front-page row, and the pairs the matrix promises are there."""
+    import yaml
+
+    from fashionbench.reproduce import run_commands
+
+    claims = {e["model"]: set(e["rows"]) for e in load_front_specs("benchmarks") if e["paper"] == "matrix"}
+    pairs = set()
+    for run in run_commands("matrix", "matrix", {}, None, "results/runs"):
+        config = yaml.safe_load(run.config.read_text())
+        for section in ("model", "data"):
+            cls, accepted = _init_params(config[section]["class_path"])
+            unknown = set(config[section].get("init_args") or {}) - accepted
+            assert not unknown, f"{run.config}: {section} {cls.__name__} takes no {sorted(unknown)}"
+        record = config["record"]
+        if record["paper"] == "matrix":
+            assert any(record["row"] in rows for rows in claims.values()), run.config
+        model = config["model"]["class_path"].split(".")[-1]
+        pairs.add((model, run.dataset))
+    for dataset in ("voc", "coco", "nus-wide", "open-images", "deepfashion", "imaterialist"):
+        assert ("Baseline", dataset) in pairs
+    assert {("CMSG", "nus-wide"), ("CMSG", "open-images"), ("SDLZeroShot", "voc"), ("SDLZeroShot", "coco"),
+            ("WideDeepRecurrent", "voc"), ("WideDeepRecurrent", "coco")} <= pairs
