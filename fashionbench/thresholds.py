@@ -233,7 +233,7 @@ class PerClassThresholds(Callback):
             return
         checkpoint = getattr(trainer.checkpoint_callback, "best_model_path", "") or ""
         if checkpoint and Path(checkpoint).is_file():
-            state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
             pl_module.load_state_dict(state["state_dict"])
         eval_set, space, loader = self._validation(trainer)
         scores, targets, mask = self._predict(trainer, pl_module, loader, space)
@@ -315,7 +315,7 @@ class PerClassThresholds(Callback):
         from fashionbench.io import atomic_open, atomic_write_text
 
         if checkpoint and Path(checkpoint).is_file():
-            state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
             state["class_thresholds"] = thresholds.cpu()
             with atomic_open(checkpoint, "wb") as handle:
                 torch.save(state, handle)

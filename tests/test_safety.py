@@ -114,8 +114,6 @@ def test_a_cli_checkpoint_loads_weights_only_and_holds_plain_data(tmp_path):
     plain(checkpoint["datamodule_hyper_parameters"], "datamodule_hyper_parameters")
 
 
-@pytest.mark.xfail(strict=True, reason="fashionbench/models/base.py saves the OptimConfig / EvalConfig dataclasses "
-                   "given from Python as hparams; torch's weights_only loader refuses their classes")
 def test_a_checkpoint_of_a_model_built_in_python_loads_weights_only(tmp_path):
     from lightning.pytorch import Trainer
 

@@ -73,6 +73,17 @@ class InitFrom:
     freeze: bool = False
 
 
+def _plain(value: Any) -> Any:
+    """Config dataclasses (and lists of them) as dicts; anything else unchanged."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _resolve_checkpoint(path_text: str) -> Path:
     if path_text.startswith("stage:"):
         raise InputError(f"init_from checkpoint '{path_text}' is filled in by `fashionbench reproduce`; "
@@ -152,14 +163,16 @@ class MultiLabelModule(pl.LightningModule):
         else:
             names_given = True
         self.save_hyperparameters(ignore=["loss", "label_space"])
+        for key in ("optim", "evaluation", "init_from"):  # plain data, so checkpoints load weights_only
+            self.hparams[key] = _plain(self.hparams.get(key))
         self.label_space = label_space
         self.num_labels = label_space.num_labels
         self.label_names = list(label_space.names) if names_given else None
         self.single_label = label_space.single_label
         self.hparams.update(num_labels=self.num_labels, label_names=self.label_names, single_label=self.single_label)
         self.loss = loss if loss is not None else (SoftmaxCrossEntropy() if self.single_label else MaskedBCEWithLogits())
-        self.optim = optim or OptimConfig()
-        self.evaluation = evaluation or EvalConfig()
+        self.optim = OptimConfig(**optim) if isinstance(optim, dict) else (optim or OptimConfig())
+        self.evaluation = EvalConfig(**evaluation) if isinstance(evaluation, dict) else (evaluation or EvalConfig())
         self.init_from = [i if isinstance(i, InitFrom) else InitFrom(**i) for i in (init_from or [])]
         #: per-class decision thresholds ``[C]`` chosen on validation (e.g. WDR); None = ``evaluation.threshold``
         self.class_thresholds: torch.Tensor | None = None
