@@ -9,9 +9,10 @@ flag, else with none. Every benchmark measures its own baseline in the same run.
 ``results/perf.md`` (written atomically) names the machine (CPU model, cores, memory, GPU
 if any, torch version), the date and the load average, then holds **one line per ratio**:
 every output line of a benchmark that states a ratio (``1.23x``) or an aim's verdict,
-prefixed with the benchmark and its arguments. A benchmark that fails, times out or
-prints no ratio gets one line saying so, with its last output line; the exit status is
-then 1, and the file is still written.
+prefixed with the benchmark and its arguments. A benchmark that cannot run here and says
+so (``gpu_throughput.py`` without a GPU: "nothing measured") is listed as skipped. One
+that fails, times out or prints no ratio gets one line saying so, with its last output
+line; the exit status is then 1, and the file is still written.
 
     python benchmarks/perf/run_all.py [--only map_speed ddp_eval] [--timeout 1800] [--out results/perf.md]
 """
@@ -41,7 +42,9 @@ ARGS: dict[str, list[str]] = {
     "startup": ["--repeats", "2"],
     "gpu_throughput": [],  # says so and exits 0 without a GPU
 }
-RATIO = re.compile(r"(?<![\w.])\d+(?:\.\d+)?x\b|\baims?\b.*\b(met|NOT met)\b")
+RATIO = re.compile(r"(?<![\w.])\d+\.\d+x\b|\baims?\b.*\b(met|NOT met)\b")
+#: a benchmark that cannot run here says so (e.g. no GPU): listed as skipped, not failed
+SKIPPED = re.compile(r"nothing measured|\bskipped\b", re.IGNORECASE)
 
 
 def benchmarks(only: list[str] | None) -> list[Path]:
@@ -103,6 +106,8 @@ def run(script: Path, timeout: float) -> tuple[list[str], str]:
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or out or ["no output"])[-1]
         return lines + [f"- `{label}`: FAILED (exit {done.returncode}): {last}"], "failed"
+    if not lines and out and SKIPPED.search(out[-1]):
+        return [f"- `{label}`: skipped: {out[-1]}"], "skipped"
     if not lines:
         return [f"- `{label}`: no ratio printed; last line: {out[-1] if out else '(none)'}"], "no ratio"
     return lines, "ok"
@@ -138,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     atomic_write_text(args.out, "\n".join(header + lines) + "\n")
     print(f"wrote {args.out}: {len(lines)} line(s); " + ", ".join(f"{k} {v}" for k, v in statuses.items()))
-    return 0 if all(v == "ok" for v in statuses.values()) else 1
+    return 0 if all(v in ("ok", "skipped") for v in statuses.values()) else 1
 
 
 if __name__ == "__main__":
