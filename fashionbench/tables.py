@@ -147,7 +147,7 @@ def _paper_cell(value: Any, percent: bool, notes: _Footnotes, where: str) -> str
         delta = value["delta"]
         if isinstance(delta, bool) or not isinstance(delta, (int, float)):
             raise InputError(f"{where}: delta must be a number, got {delta!r}")
-        text += f" = {value.get('relative_to', '?')} {delta:+.1f}"
+        text += f" = {value.get('relative_to', '?')} {'+' if delta >= 0 else '−'}{abs(delta):.1f}"
     if value.get("derived"):
         text += "† " + notes.add(f"† {where}: derived: {value['derived']}")
     elif value.get("source"):
@@ -318,8 +318,8 @@ def render_table(table_id: str, table: dict, paper: str, records: list[dict], *,
     columns = _column_specs(table)
     percent = bool(table.get("percent", True))
     keys = [c["key"] for c in columns]
-    headline = "mAP" if "mAP" in keys else keys[-1]
-    headline_column = columns[keys.index(headline)]
+    metrics = [c["metric"] for c in columns]
+    headline_metric = "mAP" if "mAP" in metrics else metrics[-1]  # the spread shows on every column of it
     sized = bool(table.get("size"))
     notes = _Footnotes()
     paper_dir = Path(paper_dir) if paper_dir is not None else None
@@ -356,7 +356,7 @@ def render_table(table_id: str, table: dict, paper: str, records: list[dict], *,
                 cells.append("—")
                 continue
             cell = _fmt(statistics.median(values), percent)
-            if column is headline_column and len(values) > 1:
+            if column["metric"] == headline_metric and len(values) > 1:
                 cell += f" ({_fmt(min(values), percent)} ← → {_fmt(max(values), percent)})"
             base = _column_values(reference.get(source, []), column) if name != table.get("delta_to") else []
             if base:
@@ -378,7 +378,7 @@ def render_table(table_id: str, table: dict, paper: str, records: list[dict], *,
                   " ran); paper rows: this suite's config of the row (paper.yaml `config:`); — where the suite builds none."]
     if table.get("figure") and figures_dir is not None:
         figure_path = Path(figures_dir) / table["figure"]["file"]
-        written = _render_figure(table_id, table, ours, headline, percent, figure_path)
+        written = _render_figure(table_id, table, ours, headline_metric, percent, figure_path)
         if written is not None:
             link = os.path.relpath(written, out_dir) if out_dir is not None else str(written)
             lines += ["", f"![{table.get('title', table_id)}]({link})"]

@@ -381,7 +381,7 @@ def test_rendered_cmsg_tables_show_paper_rows_lost_derived_star_ablation_and_siz
     assert "| CMSG (width 256) [" in table1 and "no run record yet" in table1
     ablation = rest.split("### MS-COCO", 1)[0]
     assert "77.1† [" in ablation and "(lost) = ResNet-101 +1.8" in ablation and "78.5†" in ablation
-    assert "(lost) = CMSG -0.3" in ablation and "95.2†" in ablation
+    assert "(lost) = CMSG −0.3" in ablation and "95.2†" in ablation
     # this suite's rows: VOC from table1 records, COCO from coco2014 records; differences to its ResNet-101
     wo_sga = [line for line in ablation.splitlines() if line.startswith("| CMSG w/o SGA") and "this suite" in line]
     assert len(wo_sga) == 1 and "| — | 40.0 (+10.0) |" in wo_sga[0]
