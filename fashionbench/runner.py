@@ -10,7 +10,6 @@ them too.
 """
 from __future__ import annotations
 
-import netrc
 import os
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from fashionbench.io import atomic_open
 from fashionbench.models.backbones import weights_from_checkpoint
 from fashionbench.models.base import MultiLabelModule
 from fashionbench.records import config_sha, describe_hardware, git_sha, json_safe, now_iso, write_record
+from fashionbench.wandb_log import has_api_key
 
 
 #: When set, every record path a run writes is appended to this file (one a line).
@@ -165,15 +165,6 @@ class BestCheckpoint(ModelCheckpoint):
         super().setup(trainer, pl_module, stage)
 
 
-def _wandb_has_key() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
-        return False
-
-
 class BenchCLI(LightningCLI):
     """The suite's LightningCLI: links, record writing, W&B offline fallback."""
 
@@ -220,7 +211,7 @@ class BenchCLI(LightningCLI):
         loggers = config.trainer.logger
         loggers = loggers if isinstance(loggers, list) else [loggers]
         wandb_loggers = [lg for lg in loggers if "Wandb" in str(getattr(lg, "class_path", ""))]
-        if wandb_loggers and not os.environ.get("WANDB_MODE") and not _wandb_has_key():
+        if wandb_loggers and not os.environ.get("WANDB_MODE") and not has_api_key():
             os.environ["WANDB_MODE"] = "offline"
             print("fashionbench: no W&B API key found; logging to W&B offline (wandb sync later to upload)")
         for logger in wandb_loggers:  # project/group (paper)/job_type (dataset)/tags, names by row/model and seed
