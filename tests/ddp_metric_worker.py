@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 
 import torch
+from helpers import fork_gloo_ranks
 
 N, C = 11, 7
 KS = (1, 3)
@@ -62,19 +62,10 @@ def _rank_main(rank: int, world_size: int, out_dir: str) -> None:
         torch.distributed.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def main(out_dir: str) -> None:
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(_free_port())
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     make_metrics()  # import torchmetrics (seconds) once here, not in each rank
     # fork: the ranks inherit the imports; nothing has started a thread pool yet
-    torch.multiprocessing.start_processes(_rank_main, args=(2, out_dir), nprocs=2, join=True, start_method="fork")
+    fork_gloo_ranks(_rank_main, 2, out_dir)
 
 
 if __name__ == "__main__":

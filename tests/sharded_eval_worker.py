@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 
 import torch
+from helpers import fork_gloo_ranks
 
 WORLD = 3
 
@@ -119,19 +119,10 @@ def _rank_main(rank: int, world_size: int, out_dir: str) -> None:
         torch.distributed.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def main(out_dir: str) -> None:
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(_free_port())
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     from fashionbench.metrics import MultilabelEvaluator  # noqa: F401  (import torchmetrics once, before the fork)
 
-    torch.multiprocessing.start_processes(_rank_main, args=(WORLD, out_dir), nprocs=WORLD, join=True, start_method="fork")
+    fork_gloo_ranks(_rank_main, WORLD, out_dir)
 
 
 if __name__ == "__main__":

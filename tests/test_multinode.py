@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -27,12 +28,6 @@ TINY = [
     "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.enable_progress_bar", "false",
     "--trainer.logger", "false", "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "4",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _env():
@@ -46,7 +41,7 @@ def test_two_torchrun_nodes_fit_test_and_match_one_process(tmp_path):
     from datamodules.summary import summarize
 
     root = write_synthetic("voc", tmp_path / "voc", images=31, seed=5)
-    port = _free_port()
+    port = free_port()
     fit = ["fit", *TINY, "--config", REPO / "benchmarks/launch/torchrun.yaml", "--data.init_args.root", root,
            "--record.runs_dir", "runs", "--checkpoint.dirpath", "ckpt", "--trainer.accelerator", "cpu",
            "--trainer.num_nodes", "2", "--trainer.devices", "1"]
