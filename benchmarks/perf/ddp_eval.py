@@ -46,6 +46,8 @@ import sys
 import tempfile
 import time
 
+from _proc_memory import memory_kb
+
 OPEN_IMAGES_TEST = (125_456, 7_586)
 BLOCK_ROWS = 512  # rows per generator block and per update (an evaluation batch)
 POSITIVE_RATE = 0.002
@@ -87,16 +89,6 @@ def row_blocks(n: int, world: int, rank: int) -> list[tuple[int, int, int]]:
 
 
 # --------------------------------------------------------------------------- memory
-def _memory_kb() -> dict[str, int]:
-    fields = {}
-    with open("/proc/self/status") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                fields[key] = int(value.split()[0])
-    return fields
-
-
 def _reset_peak() -> None:
     """Hand the heap's free pages back (``malloc_trim``: the generator's freed buffers would
     otherwise stay resident), then restart the peak mark at the current resident set."""
@@ -149,14 +141,14 @@ def _single(args) -> dict:
     from fashionbench.metrics import MultilabelEvaluator
 
     torch.set_num_threads(args.threads)
-    before = _memory_kb()["VmRSS"]
+    before = memory_kb()["VmRSS"]
     evaluator = MultilabelEvaluator(args.classes, ks=(3,))
     rows = _fill(evaluator, args.rows, args.classes, args.seed, 1, 0)
     _reset_peak()
     start, cpu = time.perf_counter(), time.process_time()
     result = evaluator.compute()
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    peak = _memory_kb()["VmHWM"]
+    peak = memory_kb()["VmHWM"]
     return {"ranks": [{"rank": 0, "rows": rows, "wall_s": wall, "cpu_s": cpu, "peak_kb": peak - before,
                        "baseline_kb": before}], "result": result}
 
@@ -170,7 +162,7 @@ def _rank_main(rank: int, args, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=args.world)
     try:
-        before = _memory_kb()["VmRSS"]
+        before = memory_kb()["VmRSS"]
         evaluator = MultilabelEvaluator(args.classes, ks=(3,), sharded=args.child == "sharded")
         rows = _fill(evaluator, args.rows, args.classes, args.seed, args.world, rank)
         _reset_peak()
@@ -179,7 +171,7 @@ def _rank_main(rank: int, args, out_dir: str) -> None:
         result = evaluator.compute()
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         dist.barrier()
-        peak = _memory_kb()["VmHWM"]
+        peak = memory_kb()["VmHWM"]
         record = {"rank": rank, "rows": rows, "wall_s": wall, "cpu_s": cpu, "peak_kb": peak - before,
                   "baseline_kb": before, "shard": getattr(evaluator, "last_shard_stats", {})}
         if rank == 0:

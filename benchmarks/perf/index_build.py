@@ -58,21 +58,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from _proc_memory import memory_kb
+
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_LISTS = REPO / "tests" / "fixtures" / "open_images" / "2018_04"
 ROWS_PER_IMAGE = 3.3
 DEFAULT_IMAGES = 1_600_000
 FULL_IMAGES = 9_000_000
-
-
-def _memory_kb() -> dict[str, int]:
-    out = {}
-    with open("/proc/self/status") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0])
-    return out
 
 
 # --------------------------------------------------------------------------- data
@@ -156,12 +148,12 @@ def child(phase: str, root: Path, cache: Path) -> dict:
     if phase == "pandas":
         import pandas as pd
 
-        before = _memory_kb()["VmRSS"]
+        before = memory_kb()["VmRSS"]
         start, cpu = time.perf_counter(), time.process_time()
         frame = pd.read_csv(csv_path)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         return {"wall_s": wall, "cpu_s": cpu, "rows": len(frame), "rss_before_mb": before / 1024,
-                "peak_mb": _memory_kb()["VmHWM"] / 1024}
+                "peak_mb": memory_kb()["VmHWM"] / 1024}
     import numpy as np
 
     from datamodules.index import cache_key, cache_path, load_index
@@ -169,11 +161,11 @@ def child(phase: str, root: Path, cache: Path) -> dict:
 
     reader = OpenImagesReader()
     if phase == "build":
-        before = _memory_kb()["VmRSS"]
+        before = memory_kb()["VmRSS"]
         start, cpu = time.perf_counter(), time.process_time()
         index = reader.read(root, "train", None, "gzsl")
         read_s, read_cpu = time.perf_counter() - start, time.process_time() - cpu
-        peak_read = _memory_kb()["VmHWM"]
+        peak_read = memory_kb()["VmHWM"]
         path = cache_path(reader, root, "train", None, "gzsl", cache)
         start, cpu = time.perf_counter(), time.process_time()
         index.save(path, cache_key=cache_key(reader, root, "train", None, "gzsl"))
@@ -182,7 +174,7 @@ def child(phase: str, root: Path, cache: Path) -> dict:
                 "verified": int(index.mask_indices.size), "positives": int(index.pos_indices.size),
                 "stats": {k: index.meta[k] for k in ("rows", "ignored_rows", "duplicate_rows", "conflicting_pairs")},
                 "rss_before_mb": before / 1024, "peak_read_mb": peak_read / 1024,
-                "peak_mb": _memory_kb()["VmHWM"] / 1024, "cache_mb": path.stat().st_size / 2**20}
+                "peak_mb": memory_kb()["VmHWM"] / 1024, "cache_mb": path.stat().st_size / 2**20}
     if phase == "hit":
         calls = {"n": 0}
         real = reader.read
@@ -192,11 +184,11 @@ def child(phase: str, root: Path, cache: Path) -> dict:
             return real(*args)
 
         reader.read = counted  # type: ignore[method-assign]
-        before = _memory_kb()["VmRSS"]
+        before = memory_kb()["VmRSS"]
         start, cpu = time.perf_counter(), time.process_time()
         index = load_index(reader, root, "train", None, "gzsl", cache_dir=cache)
         hit_s, hit_cpu = time.perf_counter() - start, time.process_time() - cpu
-        after = _memory_kb()["VmRSS"]
+        after = memory_kb()["VmRSS"]
         rows = np.sort(np.random.default_rng(0).choice(len(index), size=96, replace=False))
         start = time.perf_counter()
         targets, mask = index.dense_targets(rows), index.dense_mask(rows)

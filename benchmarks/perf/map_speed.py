@@ -31,6 +31,8 @@ import subprocess
 import sys
 import time
 
+from _proc_memory import memory_kb
+
 FULL_SIZES = [(20_000, 1_000), (6_400, 7_586)]
 QUICK_SIZES = [(2_000, 100), (640, 759)]
 METHODS = ("fashionbench", "torchmetrics", "argsort")
@@ -48,16 +50,6 @@ def make_data(n: int, c: int, seed: int):
     targets = rng.random((n, c), dtype=np.float32) < POSITIVE_RATE
     targets[rng.integers(0, n, size=c), np.arange(c)] = True
     return scores, targets
-
-
-def _memory_kb() -> dict[str, int]:
-    fields = {}
-    with open("/proc/self/status") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                fields[key] = int(value.split()[0])
-    return fields
 
 
 def _run_child(method: str, n: int, c: int, seed: int, repeats: int, threads: int) -> dict:
@@ -92,7 +84,7 @@ def _run_child(method: str, n: int, c: int, seed: int, repeats: int, threads: in
 
     warm = np.argsort(scores[:10], axis=0)  # load numpy's sort code before the baseline
     del warm
-    before = _memory_kb()["VmRSS"]
+    before = memory_kb()["VmRSS"]
     with open("/proc/self/clear_refs", "w") as clear:
         clear.write("5")
     times, cpu_times, value = [], [], None
@@ -103,7 +95,7 @@ def _run_child(method: str, n: int, c: int, seed: int, repeats: int, threads: in
         cpu_times.append(time.process_time() - cpu_start)
         if sum(times) > LONG_RUN_S:  # a run of half a minute or more is timed once
             break
-    peak = _memory_kb()["VmHWM"]
+    peak = memory_kb()["VmHWM"]
     return {"wall_s": min(times), "cpu_s": min(cpu_times), "peak_mb": max(0, peak - before) / 1024, "mAP": value}
 
 
